@@ -1,0 +1,113 @@
+// In-memory datasets: inputs and targets as flat typed arrays, sample-major.
+//
+// x is (size × inputDim) row-major and y is (size × targetDim) row-major: row i is sample i.
+// Targets are already encoded for the loss: one-hot rows for cross-entropy, 0/1 values for binary
+// cross-entropy, raw values for mse. Training copies a dataset into shared memory once per fit
+// (`toShared`), never per step; workers read rows from there by index.
+
+import { DataError, OptionError } from './errors.js';
+
+export interface Dataset {
+  readonly size: number;
+  readonly inputDim: number;
+  readonly targetDim: number;
+  /** (size × inputDim), row-major. */
+  readonly x: Float64Array;
+  /** (size × targetDim), row-major. */
+  readonly y: Float64Array;
+  /** Optional source line of each sample (1-based), for error messages that point into a file. */
+  readonly lines?: Int32Array;
+  /** Optional source file name, for the same messages. */
+  readonly source?: string;
+}
+
+/**
+ * Builds a Dataset from arrays. `y` may be a number per sample (one output), an array per sample,
+ * or, with `classes`, a class index per sample that is one-hot encoded into `classes` columns.
+ */
+export function makeDataset(
+  x: ArrayLike<ArrayLike<number>>,
+  y: ArrayLike<number | ArrayLike<number>>,
+  options: { classes?: number } = {},
+): Dataset {
+  if (x.length !== y.length) throw new OptionError('y', y.length, `one target per input (${x.length} inputs)`);
+  const size = x.length;
+  if (size === 0) throw new OptionError('x', x, 'at least one sample');
+  const inputDim = x[0].length;
+  const classes = options.classes;
+  const first = y[0];
+  const targetDim = classes !== undefined ? classes : typeof first === 'number' ? 1 : first.length;
+  const X = new Float64Array(size * inputDim);
+  const Y = new Float64Array(size * targetDim);
+  for (let i = 0; i < size; i++) {
+    const row = x[i];
+    if (row.length !== inputDim) throw new DataError(`sample ${i}: x has ${row.length} values, expected ${inputDim}`);
+    for (let j = 0; j < inputDim; j++) {
+      const v = row[j];
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw new DataError(`sample ${i}: x[${j}] is not a finite number`);
+      X[i * inputDim + j] = v;
+    }
+    const t = y[i];
+    if (classes !== undefined) {
+      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= classes)
+        throw new DataError(`sample ${i}: class index must be an integer in 0..${classes - 1}`);
+      Y[i * targetDim + t] = 1;
+    } else if (typeof t === 'number') {
+      if (targetDim !== 1 || !Number.isFinite(t)) throw new DataError(`sample ${i}: y must be a finite number`);
+      Y[i] = t;
+    } else {
+      if (t.length !== targetDim) throw new DataError(`sample ${i}: y has ${t.length} values, expected ${targetDim}`);
+      for (let j = 0; j < targetDim; j++) {
+        const v = t[j];
+        if (typeof v !== 'number' || !Number.isFinite(v)) throw new DataError(`sample ${i}: y[${j}] is not a finite number`);
+        Y[i * targetDim + j] = v;
+      }
+    }
+  }
+  return { size, inputDim, targetDim, x: X, y: Y };
+}
+
+/** The same dataset with x and y in SharedArrayBuffers (no copy when they already are). */
+export function toShared(ds: Dataset): Dataset {
+  const share = (a: Float64Array): Float64Array => {
+    if (a.buffer instanceof SharedArrayBuffer) return a;
+    const s = new Float64Array(new SharedArrayBuffer(Math.max(8, a.byteLength)), 0, a.length);
+    s.set(a);
+    return s;
+  };
+  return { ...ds, x: share(ds.x), y: share(ds.y) };
+}
+
+/** Checks a dataset's shape against a network's input and output sizes. */
+export function checkDatasetFits(ds: Dataset, inputs: number, outputs: number, name = 'data'): void {
+  if (!Number.isInteger(ds.size) || ds.size < 1) throw new OptionError(`${name}.size`, ds.size, 'a positive integer');
+  if (ds.inputDim !== inputs)
+    throw new DataError(`${name}: samples have ${ds.inputDim} inputs, but the network's input layer has ${inputs}`);
+  if (ds.targetDim !== outputs)
+    throw new DataError(`${name}: targets have ${ds.targetDim} values, but the network's output layer has ${outputs}`);
+  if (ds.x.length < ds.size * ds.inputDim || ds.y.length < ds.size * ds.targetDim)
+    throw new DataError(`${name}: x or y is shorter than size × dimension`);
+}
+
+/** Splits off the last `fraction` of the samples, after a seeded shuffle when `order` is given. */
+export function splitDataset(ds: Dataset, fraction: number, order?: Int32Array): { train: Dataset; validation: Dataset } {
+  if (!(fraction > 0 && fraction < 1)) throw new OptionError('validationSplit', fraction, 'a number between 0 and 1 (exclusive)');
+  const nVal = Math.max(1, Math.round(ds.size * fraction));
+  const nTrain = ds.size - nVal;
+  if (nTrain < 1) throw new DataError(`too few samples (${ds.size}) for a validation split of ${fraction}`);
+  const idx = order ?? Int32Array.from({ length: ds.size }, (_, i) => i);
+  const pick = (from: number, to: number): Dataset => {
+    const n = to - from;
+    const x = new Float64Array(n * ds.inputDim);
+    const y = new Float64Array(n * ds.targetDim);
+    const lines = ds.lines ? new Int32Array(n) : undefined;
+    for (let i = 0; i < n; i++) {
+      const r = idx[from + i];
+      x.set(ds.x.subarray(r * ds.inputDim, (r + 1) * ds.inputDim), i * ds.inputDim);
+      y.set(ds.y.subarray(r * ds.targetDim, (r + 1) * ds.targetDim), i * ds.targetDim);
+      if (lines) lines[i] = ds.lines![r];
+    }
+    return { size: n, inputDim: ds.inputDim, targetDim: ds.targetDim, x, y, lines, source: ds.source };
+  };
+  return { train: pick(0, nTrain), validation: pick(nTrain, ds.size) };
+}

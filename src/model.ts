@@ -1,0 +1,408 @@
+// A model: the network's shape, its parameters in one shared flat buffer, and what is needed to
+// use it on raw data (target encoding, input normalisation, input field names). Also the model
+// file (JSON) writer and its strict, allocation-safe reader.
+
+import { promises as fsp } from 'node:fs';
+import {
+  Activation, HIDDEN_ACTIVATIONS, HiddenActivation, Layout, LOSSES, Loss, MAX_LAYER_SIZE, MAX_PARAMS, NetSpec,
+  OUTPUT_ACTIVATIONS, OutputActivation, ParamViews, checkSpec, makeLayout, paramViews, sharedFloat64,
+} from './layout.js';
+import { ModelFormatError, OptionError } from './errors.js';
+import { Rng } from './rng.js';
+import { forwardBlock, gatherBlock, makeWorkspace } from './backprop.js';
+import { writeFileAtomic } from './fsutil.js';
+import { Dataset, checkDatasetFits } from './dataset.js';
+import { datasetGradient } from './engine.js';
+
+/** How the network's outputs map to targets; written by the CLI, used by predict/evaluate. */
+export interface TargetInfo {
+  kind: 'binary' | 'classes' | 'regression';
+  /** Class names (strings, or numbers for integer class labels) for 'binary' and 'classes'. */
+  classes?: (string | number)[];
+  outputs: number;
+}
+
+/** Per-feature standardisation (x − mean) / std, computed on the training data. */
+export interface Normalization {
+  mean: number[];
+  std: number[];
+}
+
+/** Which fields of an NDJSON record hold the inputs and the target. */
+export interface InputFields {
+  xField?: string;
+  yField?: string;
+  features?: string[];
+  label?: string;
+}
+
+export interface ModelOptions {
+  /** Layer sizes [n0, n1, …, nL], input size first, e.g. [2, 3, 2, 1]. */
+  layers: number[];
+  /** Activation of the hidden layers: one name for all, or one per hidden layer. @default 'relu' */
+  hidden?: HiddenActivation | HiddenActivation[];
+  /** Output activation. @default 'softmax' with loss cross-entropy, 'sigmoid' with binary-cross-entropy,
+   *  'linear' with mse; without a loss: 'sigmoid' for one output, 'softmax' for several. */
+  output?: OutputActivation;
+  /** @default 'cross-entropy' for softmax, 'binary-cross-entropy' for sigmoid, 'mse' otherwise */
+  loss?: Loss;
+  /** Seed of the initial weights. @default 1 */
+  seed?: number;
+}
+
+export const MODEL_FORMAT = 'bptrain-model';
+export const MODEL_VERSION = 1;
+/** Largest model file read, in bytes: checked before the file is read. */
+export const MAX_MODEL_FILE_BYTES = 1 << 30;
+
+export class Model {
+  readonly layout: Layout;
+  /** All weights and biases, in the layout drawn in layout.ts, over shared memory. */
+  readonly params: Float64Array;
+  /** W[k-1] = W(k) (n_k × n_{k-1}, row-major), b[k-1] = b(k). Views into `params`. */
+  readonly views: ParamViews;
+  target?: TargetInfo;
+  normalization?: Normalization;
+  inputFields?: InputFields;
+
+  constructor(spec: NetSpec, params?: Float64Array) {
+    this.layout = makeLayout(spec);
+    this.params = sharedFloat64(this.layout.stride);
+    if (params !== undefined) this.params.set(params.subarray(0, this.layout.stride));
+    this.views = paramViews(this.layout, this.params);
+  }
+
+  get sizes(): readonly number[] { return this.layout.spec.sizes; }
+  get activations(): readonly Activation[] { return this.layout.spec.activations; }
+  get loss(): Loss { return this.layout.spec.loss; }
+  get inputs(): number { return this.sizes[0]; }
+  get outputs(): number { return this.sizes[this.sizes.length - 1]; }
+  /** Number of weights and biases. */
+  get parameterCount(): number { return this.layout.count; }
+
+  /** A deep copy with its own parameter buffer. */
+  clone(): Model {
+    const m = new Model(this.layout.spec, this.params);
+    m.target = this.target && structuredClone(this.target);
+    m.normalization = this.normalization && structuredClone(this.normalization);
+    m.inputFields = this.inputFields && structuredClone(this.inputFields);
+    return m;
+  }
+
+  /** Network outputs for raw inputs, one row per sample (normalisation applied if the model has it). */
+  predict(inputs: ArrayLike<ArrayLike<number>>): number[][] {
+    const n = inputs.length;
+    const n0 = this.inputs;
+    const X = new Float64Array(n * n0);
+    for (let i = 0; i < n; i++) {
+      const row = inputs[i];
+      if (row.length !== n0) throw new OptionError(`inputs[${i}]`, row, `${n0} numbers`);
+      for (let j = 0; j < n0; j++) X[i * n0 + j] = row[j];
+    }
+    const out = this.forward(X, n);
+    const m = this.outputs;
+    return Array.from({ length: n }, (_, i) => Array.from(out.subarray(i * m, (i + 1) * m)));
+  }
+
+  /** Outputs (n × n_L, sample-major) for n raw inputs X (n × n0, sample-major). */
+  forward(X: Float64Array, n: number): Float64Array {
+    const n0 = this.inputs;
+    const m = this.outputs;
+    const Xn = this.normalization ? normalized(X, n, n0, this.normalization) : X;
+    const cap = Math.min(64, Math.max(1, n));
+    const ws = makeWorkspace(this.layout, cap);
+    const out = new Float64Array(n * m);
+    const A = ws.acts[this.layout.depth];
+    for (let start = 0; start < n; start += cap) {
+      const S = Math.min(cap, n - start);
+      gatherBlock(ws, Xn, null, null, start, S, n0, m);
+      forwardBlock(this.layout, this.views, ws, S);
+      for (let s = 0; s < S; s++) for (let j = 0; j < m; j++) out[(start + s) * m + j] = A[j * S + s];
+    }
+    return out;
+  }
+
+  /** The model as the JSON object of the model file. */
+  toJSON(): ModelFile {
+    const { sizes, activations, loss } = this.layout.spec;
+    for (let i = 0; i < this.params.length; i++)
+      if (!Number.isFinite(this.params[i])) throw new ModelFormatError(`refusing to write a model with a non-finite parameter (${this.params[i]})`);
+    return {
+      format: MODEL_FORMAT,
+      version: MODEL_VERSION,
+      loss,
+      layers: activations.map((activation, k) => {
+        const W = this.views.W[k];
+        const nIn = sizes[k];
+        return {
+          inputs: nIn,
+          outputs: sizes[k + 1],
+          activation,
+          weights: Array.from({ length: sizes[k + 1] }, (_, m) => Array.from(W.subarray(m * nIn, (m + 1) * nIn))),
+          bias: Array.from(this.views.b[k]),
+        };
+      }),
+      ...(this.target ? { target: this.target } : {}),
+      ...(this.normalization ? { normalization: this.normalization } : {}),
+      ...(this.inputFields ? { input: this.inputFields } : {}),
+    };
+  }
+
+  /** Builds a model from a parsed model file, validating everything before allocating. */
+  static fromJSON(obj: unknown, source?: string): Model {
+    return parseModelFile(obj, source);
+  }
+}
+
+/** The model file: `layers[k].weights[m][n]` is the tutorial's W(k+1), row m, column n. */
+export interface ModelFile {
+  format: typeof MODEL_FORMAT;
+  version: number;
+  loss: Loss;
+  layers: { inputs: number; outputs: number; activation: Activation; weights: number[][]; bias: number[] }[];
+  target?: TargetInfo;
+  normalization?: Normalization;
+  input?: InputFields;
+}
+
+/** Resolves ModelOptions (defaults, validation) into a network spec. */
+export function resolveModelSpec(options: ModelOptions): NetSpec {
+  if (options === null || typeof options !== 'object') throw new OptionError('options', options, 'an object');
+  const { layers } = options;
+  if (!Array.isArray(layers)) throw new OptionError('layers', layers, 'an array of layer sizes, e.g. [2, 3, 2, 1]');
+  const L = layers.length - 1;
+  const hidden = options.hidden ?? 'relu';
+  const hiddenList = Array.isArray(hidden) ? hidden : Array.from({ length: Math.max(0, L - 1) }, () => hidden);
+  if (hiddenList.length !== Math.max(0, L - 1)) throw new OptionError('hidden', hidden, `${L - 1} activations, one per hidden layer`);
+  let { output, loss } = options;
+  if (output === undefined) {
+    output = loss === 'cross-entropy' ? 'softmax' : loss === 'binary-cross-entropy' ? 'sigmoid' : loss === 'mse' ? 'linear'
+      : layers[L] === 1 ? 'sigmoid' : 'softmax';
+  }
+  if (loss === undefined) loss = output === 'softmax' ? 'cross-entropy' : output === 'sigmoid' ? 'binary-cross-entropy' : 'mse';
+  const spec: NetSpec = { sizes: [...layers], activations: [...hiddenList, output], loss };
+  checkSpec(spec);
+  return spec;
+}
+
+/**
+ * A new model with seeded initial weights. Weights are drawn uniformly from (−a, a): Glorot/Xavier
+ * uniform, a = √(6 / (fan_in + fan_out)), for sigmoid, tanh, linear and softmax layers; He uniform,
+ * a = √(6 / fan_in), for relu and leaky-relu layers (as Keras' glorot_uniform / he_uniform).
+ * Biases start at 0. Layers are filled in order, each row by row, from one generator.
+ */
+export function createModel(options: ModelOptions): Model {
+  const spec = resolveModelSpec(options);
+  const seed = options.seed ?? 1;
+  if (!Number.isSafeInteger(seed)) throw new OptionError('seed', seed, 'an integer');
+  const model = new Model(spec);
+  const rng = new Rng(seed);
+  const { sizes, activations } = spec;
+  for (let k = 1; k < sizes.length; k++) {
+    const fanIn = sizes[k - 1], fanOut = sizes[k];
+    const act = activations[k - 1];
+    const a = act === 'relu' || act === 'leaky-relu' ? Math.sqrt(6 / fanIn) : Math.sqrt(6 / (fanIn + fanOut));
+    const W = model.views.W[k - 1];
+    for (let i = 0; i < W.length; i++) W[i] = rng.uniform(-a, a);
+  }
+  return model;
+}
+
+function normalized(X: Float64Array, n: number, n0: number, norm: Normalization): Float64Array {
+  const out = new Float64Array(n * n0);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n0; j++) out[i * n0 + j] = (X[i * n0 + j] - norm.mean[j]) / norm.std[j];
+  return out;
+}
+
+/** Applies a model's normalisation to sample-major X in place. */
+export function normalizeInPlace(X: Float64Array, n: number, n0: number, norm: Normalization): void {
+  for (let i = 0; i < n; i++) for (let j = 0; j < n0; j++) X[i * n0 + j] = (X[i * n0 + j] - norm.mean[j]) / norm.std[j];
+}
+
+/** Per-feature mean and (population) standard deviation; a constant feature gets std 1. */
+export function computeNormalization(X: Float64Array, n: number, n0: number): Normalization {
+  const mean = new Array<number>(n0).fill(0);
+  const std = new Array<number>(n0).fill(0);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n0; j++) mean[j] += X[i * n0 + j];
+  for (let j = 0; j < n0; j++) mean[j] /= n;
+  for (let i = 0; i < n; i++) for (let j = 0; j < n0; j++) std[j] += (X[i * n0 + j] - mean[j]) ** 2;
+  for (let j = 0; j < n0; j++) {
+    const s = Math.sqrt(std[j] / n);
+    std[j] = s > 1e-12 ? s : 1;
+  }
+  return { mean, std };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model files.
+
+/** Writes the model file atomically (temp file, fsync, rename): a reader never sees half a file. */
+export async function saveModel(model: Model, file: string): Promise<void> {
+  await writeFileAtomic(file, modelToText(model));
+}
+
+// JSON.stringify writes -0 as 0; JSON.parse reads "-0" back as -0. A sentinel string marks each -0
+// and is then replaced by the bare literal, so every double, -0 included, loads back bit-exact
+// (JSON.stringify already writes the shortest text that parses back to the same double).
+const NEG_ZERO = '\u0000bptrain:-0';
+
+/** The model file's text. */
+export function modelToText(model: Model): string {
+  const text = JSON.stringify(model.toJSON(), (_k, v: unknown) => (typeof v === 'number' && Object.is(v, -0) ? NEG_ZERO : v));
+  return text.replaceAll(JSON.stringify(NEG_ZERO), '-0') + '\n';
+}
+
+/** Reads and validates a model file. Throws ModelFormatError for anything that is not a valid model. */
+export async function loadModel(file: string): Promise<Model> {
+  let text: string;
+  try {
+    const st = await fsp.stat(file);
+    if (!st.isFile()) throw new ModelFormatError('not a regular file', file);
+    if (st.size > MAX_MODEL_FILE_BYTES) throw new ModelFormatError(`file is ${st.size} bytes, more than the ${MAX_MODEL_FILE_BYTES}-byte limit`, file);
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    if (err instanceof ModelFormatError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ModelFormatError(code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`, file);
+  }
+  return parseModelText(text, file);
+}
+
+export function parseModelText(text: string, source?: string): Model {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+  } catch (err) {
+    throw new ModelFormatError(`not valid JSON (${(err as Error).message}); is the file truncated?`, source);
+  }
+  return parseModelFile(obj, source);
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const own = (o: Record<string, unknown>, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
+
+function parseModelFile(obj: unknown, source?: string): Model {
+  const fail = (msg: string): never => {
+    throw new ModelFormatError(msg, source);
+  };
+  if (!isObject(obj)) return fail('expected a JSON object');
+  if (own(obj, 'format') !== MODEL_FORMAT) fail(`"format" must be "${MODEL_FORMAT}" (got ${JSON.stringify(own(obj, 'format'))})`);
+  const version = own(obj, 'version');
+  if (version !== MODEL_VERSION) fail(`unsupported version ${JSON.stringify(version)}; this bptrain reads version ${MODEL_VERSION}`);
+  const loss = own(obj, 'loss');
+  if (typeof loss !== 'string' || !(LOSSES as readonly string[]).includes(loss)) fail(`"loss" must be one of ${LOSSES.join(', ')} (got ${JSON.stringify(loss)})`);
+  const layers = own(obj, 'layers');
+  if (!Array.isArray(layers) || layers.length === 0) return fail('"layers" must be a non-empty array');
+  if (layers.length > 1000) fail(`"layers" has ${layers.length} entries; at most 1000 are supported`);
+  // Shapes first, all of them, so nothing is allocated for a file that lies about its sizes.
+  const sizes: number[] = [];
+  const activations: Activation[] = [];
+  let count = 0;
+  layers.forEach((layer: unknown, k: number) => {
+    if (!isObject(layer)) fail(`layers[${k}] must be an object`);
+    const l = layer as Record<string, unknown>;
+    const inputs = own(l, 'inputs'), outputs = own(l, 'outputs'), activation = own(l, 'activation');
+    for (const [name, v] of [['inputs', inputs], ['outputs', outputs]] as const)
+      if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > MAX_LAYER_SIZE)
+        fail(`layers[${k}].${name} must be an integer in 1..${MAX_LAYER_SIZE} (got ${JSON.stringify(v)})`);
+    if (k === 0) sizes.push(inputs as number);
+    else if (inputs !== sizes[k]) fail(`layers[${k}].inputs is ${inputs}, but layers[${k - 1}].outputs is ${sizes[k]}`);
+    sizes.push(outputs as number);
+    const allowed: readonly string[] = k === layers.length - 1 ? OUTPUT_ACTIVATIONS : HIDDEN_ACTIVATIONS;
+    if (typeof activation !== 'string' || !allowed.includes(activation))
+      fail(`layers[${k}].activation must be one of ${allowed.join(', ')} (got ${JSON.stringify(activation)})`);
+    activations.push(activation as Activation);
+    count += (inputs as number) * (outputs as number) + (outputs as number);
+    if (count > MAX_PARAMS) fail(`the model has more than ${MAX_PARAMS} parameters`);
+  });
+  let model: Model;
+  try {
+    model = new Model({ sizes, activations, loss: loss as Loss });
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+  layers.forEach((layer: Record<string, unknown>, k: number) => {
+    const nIn = sizes[k], nOut = sizes[k + 1];
+    const weights = own(layer, 'weights'), bias = own(layer, 'bias');
+    if (!Array.isArray(weights) || weights.length !== nOut) fail(`layers[${k}].weights must be an array of ${nOut} rows`);
+    const W = model.views.W[k];
+    (weights as unknown[]).forEach((row, m) => {
+      if (!Array.isArray(row) || row.length !== nIn) fail(`layers[${k}].weights[${m}] must be an array of ${nIn} numbers`);
+      for (let j = 0; j < nIn; j++) {
+        const v = (row as unknown[])[j];
+        if (typeof v !== 'number' || !Number.isFinite(v)) fail(`layers[${k}].weights[${m}][${j}] must be a finite number (got ${JSON.stringify(v)})`);
+        W[m * nIn + j] = v as number;
+      }
+    });
+    if (!Array.isArray(bias) || bias.length !== nOut) fail(`layers[${k}].bias must be an array of ${nOut} numbers`);
+    const b = model.views.b[k];
+    for (let m = 0; m < nOut; m++) {
+      const v = (bias as unknown[])[m];
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(`layers[${k}].bias[${m}] must be a finite number (got ${JSON.stringify(v)})`);
+      b[m] = v as number;
+    }
+  });
+  const target = own(obj, 'target');
+  if (target !== undefined) model.target = parseTarget(target, model.outputs, fail);
+  const norm = own(obj, 'normalization');
+  if (norm !== undefined) model.normalization = parseNormalization(norm, model.inputs, fail);
+  const input = own(obj, 'input');
+  if (input !== undefined) model.inputFields = parseInputFields(input, model.inputs, fail);
+  return model;
+}
+
+function parseTarget(t: unknown, outputs: number, fail: (m: string) => never): TargetInfo {
+  if (!isObject(t)) return fail('"target" must be an object');
+  const kind = own(t, 'kind');
+  if (kind !== 'binary' && kind !== 'classes' && kind !== 'regression') return fail(`"target.kind" must be binary, classes or regression (got ${JSON.stringify(kind)})`);
+  const out = own(t, 'outputs');
+  if (out !== outputs) fail(`"target.outputs" is ${JSON.stringify(out)}, but the last layer has ${outputs} outputs`);
+  const info: TargetInfo = { kind, outputs };
+  const classes = own(t, 'classes');
+  if (kind !== 'regression') {
+    const want = kind === 'binary' ? 2 : outputs;
+    if (!Array.isArray(classes) || classes.length !== want || !classes.every((c) => typeof c === 'string' || (typeof c === 'number' && Number.isFinite(c))))
+      fail(`"target.classes" must be an array of ${want} class names`);
+    info.classes = [...(classes as (string | number)[])];
+  }
+  return info;
+}
+
+function parseNormalization(n: unknown, inputs: number, fail: (m: string) => never): Normalization {
+  if (!isObject(n)) return fail('"normalization" must be an object');
+  const mean = own(n, 'mean'), std = own(n, 'std');
+  const ok = (a: unknown, positive: boolean): a is number[] =>
+    Array.isArray(a) && a.length === inputs && a.every((v) => typeof v === 'number' && Number.isFinite(v) && (!positive || v > 0));
+  if (!ok(mean, false)) fail(`"normalization.mean" must be an array of ${inputs} finite numbers`);
+  if (!ok(std, true)) fail(`"normalization.std" must be an array of ${inputs} positive numbers`);
+  return { mean: [...(mean as number[])], std: [...(std as number[])] };
+}
+
+function parseInputFields(f: unknown, inputs: number, fail: (m: string) => never): InputFields {
+  if (!isObject(f)) return fail('"input" must be an object');
+  const out: InputFields = {};
+  for (const key of ['xField', 'yField', 'label'] as const) {
+    const v = own(f, key);
+    if (v === undefined) continue;
+    if (typeof v !== 'string') fail(`"input.${key}" must be a string`);
+    out[key] = v as string;
+  }
+  const features = own(f, 'features');
+  if (features !== undefined) {
+    if (!Array.isArray(features) || features.length !== inputs || !features.every((v) => typeof v === 'string'))
+      fail(`"input.features" must be an array of ${inputs} field names`);
+    out.features = [...(features as string[])];
+  }
+  return out;
+}
+
+/**
+ * The batch-mean gradient ∂L/∂θ over all of `data` at the model's current weights, in the
+ * parameter layout of `model.params` (use `paramViews` or the layout offsets to read W(k), b(k)),
+ * with the same kernels and summation order as training. The model's normalisation is applied.
+ */
+export function computeGradient(model: Model, data: Dataset): { loss: number; grad: Float64Array } {
+  checkDatasetFits(data, model.inputs, model.outputs);
+  const x = model.normalization ? normalized(data.x, data.size, data.inputDim, model.normalization) : data.x;
+  return datasetGradient(model.layout, model.params, x.subarray(0, data.size * data.inputDim), data.y.subarray(0, data.size * data.targetDim), data.size);
+}

@@ -1,0 +1,513 @@
+// The coordinator: runs minibatch SGD/Adam over a dataset, data-parallel across a piscina pool.
+//
+// Per step: the minibatch is cut into chunks (engine.ts); each thread gets a contiguous range of
+// chunks and writes each chunk's gradient sum into that chunk's slot of a shared buffer; the
+// coordinator adds the slots in chunk order, divides by the batch size, and applies the optimizer
+// to the shared parameters, which the workers read on the next step. Nothing but SharedArrayBuffer
+// handles and indices crosses the thread boundary.
+//
+// With one thread (small networks under threads: 'auto', or threads: 1) the same chunk loop runs
+// on the calling thread, yielding to the event loop between steps, and gives the same bits.
+
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { Model } from './model.js';
+import { Dataset, checkDatasetFits, toShared } from './dataset.js';
+import { Context, MAX_CHUNKS, chunkCount, chunkSizeFor, makeContext, allFinite, runChunks } from './engine.js';
+import { STATS_PER_CHUNK, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
+import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerStep } from './optim.js';
+import { Rng } from './rng.js';
+import { NumericError, OptionError, WorkerError, describe } from './errors.js';
+import { sharedFloat64 } from './layout.js';
+import { Act } from './layout.js';
+
+export interface TrainerOptions {
+  /** Worker threads: a number ≥ 1, or 'auto' (one thread for networks too small to gain from more,
+   *  else up to the available cores). @default 'auto' */
+  threads?: number | 'auto';
+}
+
+export interface FitOptions {
+  /** @default 10 */
+  epochs?: number;
+  /** Minibatch size; the last, partial minibatch of an epoch is used and averaged over its own size. @default 32 */
+  batchSize?: number;
+  /** @default 'sgd' */
+  optimizer?: 'sgd' | 'adam';
+  /** Learning rate. @default 0.01 for sgd, 0.001 for adam */
+  lr?: number;
+  /** SGD momentum μ. @default 0 */
+  momentum?: number;
+  /** SGD Nesterov momentum. @default false */
+  nesterov?: boolean;
+  /** L2 penalty added to the gradient (PyTorch's weight_decay). @default 0 */
+  weightDecay?: number;
+  /** Adam β1. @default 0.9 */
+  beta1?: number;
+  /** Adam β2. @default 0.999 */
+  beta2?: number;
+  /** Adam ε. @default 1e-8 */
+  eps?: number;
+  /** Shuffle the samples every epoch with the seeded generator. @default true */
+  shuffle?: boolean;
+  /** Seed of the shuffles. @default 1 */
+  seed?: number;
+  /** Data evaluated after every epoch (val_loss, val_accuracy). */
+  validation?: Dataset;
+  /** Stop after this many epochs without improvement of val_loss (or loss without validation data),
+   *  and restore the best weights at the end. @default undefined (no early stopping) */
+  patience?: number;
+  /** Aborts training: fit rejects with the signal's reason (an AbortError by default). */
+  signal?: AbortSignal;
+  /** Called after every epoch with its metrics. */
+  onEpoch?: (stats: EpochStats) => void | Promise<void>;
+  /** Called after every step (keep it cheap). */
+  onStep?: (progress: StepProgress) => void;
+}
+
+export interface ResolvedFitOptions {
+  epochs: number;
+  batchSize: number;
+  optimizer: OptimizerOptions;
+  shuffle: boolean;
+  seed: number;
+  validation?: Dataset;
+  patience?: number;
+  signal?: AbortSignal;
+  onEpoch?: (stats: EpochStats) => void | Promise<void>;
+  onStep?: (progress: StepProgress) => void;
+}
+
+export interface EpochStats {
+  /** 1-based. */
+  epoch: number;
+  /** Mean training loss over the epoch's samples (each at the weights of its step). */
+  loss: number;
+  /** Training accuracy, for sigmoid and softmax outputs. */
+  accuracy?: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  /** Training samples per second in this epoch (validation excluded). */
+  samplesPerSec: number;
+  /** Wall-clock seconds of the epoch, validation included. */
+  seconds: number;
+  steps: number;
+}
+
+export interface StepProgress {
+  epoch: number;
+  epochs: number;
+  /** 1-based step within the epoch, and the number of steps per epoch. */
+  step: number;
+  steps: number;
+  /** Mean loss so far in this epoch. */
+  loss: number;
+  samplesPerSec: number;
+}
+
+export interface History {
+  epochs: EpochStats[];
+  /** True when early stopping ended training before the last epoch. */
+  stoppedEarly: boolean;
+  /** The epoch whose weights the model holds at the end (the last, or the best with patience). */
+  bestEpoch: number;
+}
+
+export interface Metrics {
+  loss: number;
+  /** For sigmoid and softmax outputs. */
+  accuracy?: number;
+  samples: number;
+}
+
+const WORKER_FILE = resolveWorkerFile();
+
+/** Where the compiled worker is. Under a TypeScript runner (tests) this module is src/trainer.ts,
+ *  but Node 20 cannot load .ts in a worker thread, so the worker always comes from dist/. */
+function resolveWorkerFile(): string {
+  const here = import.meta.url;
+  const rel = here.endsWith('.ts') ? '../dist/workers/worker.js' : '../workers/worker.js';
+  return fileURLToPath(new URL(rel, here));
+}
+
+let nextTrainerId = 0;
+
+export class Trainer {
+  readonly model: Model;
+  private readonly threadsOption: number | 'auto';
+  private pool: Piscina | null = null;
+  private poolSize = 0;
+  private readonly id = `t${process.pid}.${nextTrainerId++}`;
+  private contextCounter = 0;
+  private busy = false;
+  private closed = false;
+
+  constructor(model: Model, options: TrainerOptions = {}) {
+    if (!(model instanceof Model)) throw new OptionError('model', model, 'a Model (createModel or loadModel)');
+    const threads = options.threads ?? 'auto';
+    if (threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1 && threads <= 256))
+      throw new OptionError('threads', threads, "an integer from 1 to 256, or 'auto'");
+    this.model = model;
+    this.threadsOption = threads;
+  }
+
+  /** Trains the model in place and resolves with the per-epoch history. */
+  async fit(data: Dataset, options: FitOptions = {}): Promise<History> {
+    const opts = resolveFitOptions(options);
+    this.enter();
+    try {
+      return await this.fitLoop(data, opts);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Loss (and accuracy) of the model on a dataset, computed in parallel like training. */
+  async evaluate(data: Dataset): Promise<Metrics> {
+    this.enter();
+    try {
+      const model = this.model;
+      checkDatasetFits(data, model.inputs, model.outputs);
+      const shared = this.shareData(data);
+      return await this.evaluateShared(shared, this.threadsFor(EVAL_CHUNK * 4));
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Ends every worker thread. The trainer cannot be used afterwards. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.destroyPool();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Threads a fit with this batch size would use. */
+  threadsFor(batchSize: number): number {
+    const chunks = chunkCount(batchSize, chunkSizeFor(batchSize));
+    if (this.threadsOption !== 'auto') return Math.min(this.threadsOption, Math.max(chunks, 1));
+    // A worker round trip costs tens of microseconds; a step must carry a few milliseconds of
+    // arithmetic per thread before a second thread pays for itself.
+    const flops = 6 * this.model.parameterCount * batchSize;
+    const byWork = Math.floor(flops / MIN_FLOPS_PER_THREAD);
+    return Math.max(1, Math.min(os.availableParallelism(), chunks, byWork, MAX_CHUNKS));
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private enter(): void {
+    if (this.closed) throw new Error('this Trainer is closed');
+    if (this.busy) throw new Error('this Trainer is already running fit or evaluate; use one Trainer per concurrent job');
+    this.busy = true;
+  }
+
+  private shareData(data: Dataset): Dataset {
+    const norm = this.model.normalization;
+    if (norm === undefined) return toShared(data);
+    const x = sharedFloat64(data.size * data.inputDim);
+    const n0 = data.inputDim;
+    for (let i = 0; i < data.size; i++) for (let j = 0; j < n0; j++) x[i * n0 + j] = (data.x[i * n0 + j] - norm.mean[j]) / norm.std[j];
+    return { ...toShared(data), x };
+  }
+
+  private async ensurePool(threads: number): Promise<Piscina | null> {
+    if (threads <= 1) return null;
+    if (this.pool !== null && this.poolSize === threads) return this.pool;
+    await this.destroyPool();
+    this.pool = new Piscina({
+      filename: WORKER_FILE,
+      minThreads: threads,
+      maxThreads: threads,
+      concurrentTasksPerWorker: 1,
+      idleTimeout: Number.MAX_SAFE_INTEGER,
+    });
+    this.poolSize = threads;
+    return this.pool;
+  }
+
+  private async destroyPool(): Promise<void> {
+    const pool = this.pool;
+    this.pool = null;
+    this.poolSize = 0;
+    if (pool !== null) await pool.destroy();
+  }
+
+  /**
+   * Runs one minibatch's chunks on `threads` threads and waits for all of them. For 'grad' it
+   * also leaves the summed gradient in ctx.gradSum, and returns whether it is finite.
+   */
+  private async runBatch(
+    kind: 'grad' | 'eval', ctx: Context, buffers: SharedBuffers, contextId: string,
+    batchStart: number, batchSize: number, chunkSize: number, threads: number, step: number,
+  ): Promise<boolean> {
+    const chunks = chunkCount(batchSize, chunkSize);
+    const pool = threads > 1 ? this.pool : null;
+    if (pool === null) {
+      runChunks(ctx, { kind, batchStart, batchSize, chunkSize, chunkBegin: 0, chunkEnd: chunks }, kind === 'grad' ? ctx.gradSum : null);
+      return kind === 'grad' ? allFinite(ctx.gradSum) : true;
+    }
+    const base = {
+      contextId, spec: this.model.layout.spec, buffers, batchStart, batchSize, chunkSize, step,
+      chunkBegin: 0, chunkEnd: 0, paramBegin: 0, paramEnd: 0,
+    };
+    const t = Math.min(threads, chunks);
+    await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
+      ...base, kind, chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
+    })));
+    if (kind !== 'grad') return true;
+    // Second phase: the threads add the chunk slots together, each over its own parameter range
+    // (cut on 64-byte boundaries). The reduction reads every slot, so it is memory-bound work
+    // worth sharing.
+    const stride = this.model.layout.stride;
+    const parts = chunks > 1 ? threads : 1;
+    const cut = (w: number): number => Math.min(stride, Math.ceil((w * stride) / parts / 8) * 8);
+    const results = await this.runAll(pool, Array.from({ length: parts }, (_, w): WorkerTask => ({
+      ...base, kind: 'reduce', paramBegin: cut(w), paramEnd: cut(w + 1),
+    })));
+    return results.every((r) => r.finite);
+  }
+
+  /** Runs tasks on the pool; waits for every one, failed or not, before the shared buffers are
+   *  touched again, then rethrows the first failure. */
+  private async runAll(pool: Piscina, tasks: WorkerTask[]): Promise<WorkerResult[]> {
+    const settled = await Promise.allSettled(tasks.map((task) => pool.run(task) as Promise<WorkerResult>));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    return settled.map((r) => (r as PromiseFulfilledResult<WorkerResult>).value);
+  }
+
+  private async evaluateShared(data: Dataset, threads: number): Promise<Metrics> {
+    const model = this.model;
+    const layout = model.layout;
+    const N = data.size;
+    const chunks = chunkCount(N, EVAL_CHUNK);
+    const buffers: SharedBuffers = {
+      params: model.params.buffer as SharedArrayBuffer,
+      grads: new SharedArrayBuffer(8),
+      gradSum: new SharedArrayBuffer(8),
+      stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * chunks),
+      x: data.x.buffer as SharedArrayBuffer,
+      y: data.y.buffer as SharedArrayBuffer,
+      order: identityOrder(N).buffer as SharedArrayBuffer,
+    };
+    await this.ensurePool(threads);
+    const ctx = makeContext(layout.spec, buffers, layout);
+    const contextId = `${this.id}.e${this.contextCounter++}`;
+    // The whole set is one "batch" of `chunks` chunks; run it in rounds so the event loop breathes.
+    const perRound = Math.max(threads, 1) * 4;
+    for (let c0 = 0; c0 < chunks; c0 += perRound) {
+      const c1 = Math.min(chunks, c0 + perRound);
+      const start = c0 * EVAL_CHUNK;
+      const size = Math.min(N, c1 * EVAL_CHUNK) - start;
+      // Chunk indices within a round start at 0; stats are written at round-relative slots, so
+      // offset the stats view by running each round with its own base.
+      await this.runBatch('eval', ctx, buffers, contextId, start, size, EVAL_CHUNK, threads, -1);
+      const stats = new Float64Array(buffers.stats);
+      // Move this round's stats to their absolute place (rounds overwrite slots 0..perRound).
+      for (let c = c1 - c0 - 1; c >= 0; c--) {
+        stats[(c0 + c) * STATS_PER_CHUNK] = stats[c * STATS_PER_CHUNK];
+        stats[(c0 + c) * STATS_PER_CHUNK + 1] = stats[c * STATS_PER_CHUNK + 1];
+      }
+      if (threads <= 1) await yieldToEventLoop();
+    }
+    const stats = new Float64Array(buffers.stats);
+    let loss = 0, correct = 0;
+    for (let c = 0; c < chunks; c++) {
+      loss += stats[c * STATS_PER_CHUNK];
+      correct += stats[c * STATS_PER_CHUNK + 1];
+    }
+    const units = accuracyUnits(model);
+    return { loss: loss / N, ...(units > 0 ? { accuracy: correct / (N * units) } : {}), samples: N };
+  }
+
+  private async fitLoop(data: Dataset, opts: ResolvedFitOptions): Promise<History> {
+    const model = this.model;
+    const layout = model.layout;
+    checkDatasetFits(data, model.inputs, model.outputs);
+    if (opts.validation !== undefined) checkDatasetFits(opts.validation, model.inputs, model.outputs, 'validation');
+    opts.signal?.throwIfAborted();
+
+    const train = this.shareData(data);
+    const validation = opts.validation !== undefined ? this.shareData(opts.validation) : undefined;
+    const N = train.size;
+    const B = Math.min(opts.batchSize, N);
+    const chunkSize = chunkSizeFor(B);
+    const maxChunks = chunkCount(B, chunkSize);
+    const stride = layout.stride;
+    const threads = this.threadsFor(B);
+    const order = identityOrder(N);
+    const buffers: SharedBuffers = {
+      params: model.params.buffer as SharedArrayBuffer,
+      grads: sharedFloat64((threads > 1 ? maxChunks : 1) * stride).buffer as SharedArrayBuffer,
+      gradSum: sharedFloat64(stride).buffer as SharedArrayBuffer,
+      stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * maxChunks),
+      x: train.x.buffer as SharedArrayBuffer,
+      y: train.y.buffer as SharedArrayBuffer,
+      order: order.buffer as SharedArrayBuffer,
+    };
+    await this.ensurePool(threads);
+    const ctx = makeContext(layout.spec, buffers, layout);
+    const contextId = `${this.id}.f${this.contextCounter++}`;
+    const stats = ctx.stats;
+    const gradSum = ctx.gradSum;
+    const optState: OptimizerState = makeOptimizerState(opts.optimizer, stride);
+    const rng = new Rng(opts.seed);
+    const steps = Math.ceil(N / B);
+    const units = accuracyUnits(model);
+    const monitorVal = validation !== undefined;
+    const history: History = { epochs: [], stoppedEarly: false, bestEpoch: 0 };
+    let best = Infinity;
+    let bestParams: Float64Array | null = null;
+    let sinceBest = 0;
+    let globalStep = 0;
+    let lastYield = performance.now();
+
+    for (let epoch = 1; epoch <= opts.epochs; epoch++) {
+      const t0 = performance.now();
+      for (let i = 0; i < N; i++) order[i] = i;
+      if (opts.shuffle) rng.shuffle(order);
+      let lossSum = 0, correct = 0;
+      for (let step = 0; step < steps; step++) {
+        opts.signal?.throwIfAborted();
+        const start = step * B;
+        const size = Math.min(B, N - start);
+        const chunks = chunkCount(size, chunkSize);
+        let finite: boolean;
+        try {
+          finite = await this.runBatch('grad', ctx, buffers, contextId, start, size, chunkSize, threads, globalStep);
+        } catch (err) {
+          throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${(err as Error)?.message ?? String(err)}`, epoch, step + 1, { cause: err });
+        }
+        let batchLoss = 0;
+        for (let c = 0; c < chunks; c++) {
+          batchLoss += stats[c * STATS_PER_CHUNK];
+          correct += stats[c * STATS_PER_CHUNK + 1];
+        }
+        if (!Number.isFinite(batchLoss) || !finite)
+          throw new NumericError(`non-finite ${Number.isFinite(batchLoss) ? 'gradient' : 'loss'} in epoch ${epoch}, step ${step + 1}; the weights are those from before this step`, epoch, step + 1);
+        optimizerStep(opts.optimizer, optState, model.params, gradSum, size);
+        lossSum += batchLoss;
+        globalStep++;
+        if (opts.onStep !== undefined) {
+          const done = start + size;
+          opts.onStep({ epoch, epochs: opts.epochs, step: step + 1, steps, loss: lossSum / done, samplesPerSec: done / ((performance.now() - t0) / 1000) });
+        }
+        // Keep the event loop responsive when the steps run on this thread.
+        if (threads <= 1 && performance.now() - lastYield > 1) {
+          await yieldToEventLoop();
+          lastYield = performance.now();
+        }
+      }
+      const trainSeconds = (performance.now() - t0) / 1000;
+      const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: N / trainSeconds, seconds: 0, steps };
+      if (units > 0) stats1.accuracy = correct / (N * units);
+      if (validation !== undefined) {
+        const m = await this.evaluateShared(validation, this.threadsFor(EVAL_CHUNK * 4));
+        stats1.valLoss = m.loss;
+        if (m.accuracy !== undefined) stats1.valAccuracy = m.accuracy;
+      }
+      stats1.seconds = (performance.now() - t0) / 1000;
+      history.epochs.push(stats1);
+      await opts.onEpoch?.(stats1);
+
+      const monitored = monitorVal ? stats1.valLoss! : stats1.loss;
+      if (monitored < best) {
+        best = monitored;
+        history.bestEpoch = epoch;
+        sinceBest = 0;
+        if (opts.patience !== undefined) bestParams = Float64Array.from(model.params);
+      } else if (opts.patience !== undefined && ++sinceBest >= opts.patience) {
+        history.stoppedEarly = epoch < opts.epochs;
+        break;
+      }
+      await yieldToEventLoop();
+    }
+    if (opts.patience !== undefined && bestParams !== null) model.params.set(bestParams);
+    else history.bestEpoch = history.epochs.length;
+    return history;
+  }
+}
+
+/** Chunk size of evaluation passes (no gradients, so no slots; only stats). */
+const EVAL_CHUNK = 64;
+/** Arithmetic per thread per step below which another thread does not pay (see threadsFor). */
+const MIN_FLOPS_PER_THREAD = 2e6;
+
+function identityOrder(n: number): Int32Array {
+  const order = new Int32Array(new SharedArrayBuffer(Math.max(4, 4 * n)), 0, n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  return order;
+}
+
+/** Values the accuracy is counted over per sample: 1 for softmax, m for sigmoid, 0 otherwise. */
+function accuracyUnits(model: Model): number {
+  const out = model.layout.act[model.layout.depth - 1];
+  return out === Act.Softmax ? 1 : out === Act.Sigmoid ? model.outputs : 0;
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+const positiveInt = (name: string, v: unknown, max = 1e9): number => {
+  if (!(typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= max)) throw new OptionError(name, v, `an integer from 1 to ${max}`);
+  return v;
+};
+const number = (name: string, v: unknown, lo: number, hi: number, loOpen = false, hiOpen = false): number => {
+  const ok = typeof v === 'number' && Number.isFinite(v) && (loOpen ? v > lo : v >= lo) && (hiOpen ? v < hi : v <= hi);
+  if (!ok) throw new OptionError(name, v, `a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}`);
+  return v as number;
+};
+
+/** Checks every option and fills in the defaults; throws OptionError naming the option. */
+export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
+  if (o === null || typeof o !== 'object') throw new OptionError('options', o, 'an object');
+  const kind = o.optimizer ?? 'sgd';
+  if (kind !== 'sgd' && kind !== 'adam') throw new OptionError('optimizer', kind, "'sgd' or 'adam'");
+  const lr = number('lr', o.lr ?? (kind === 'sgd' ? 0.01 : 0.001), 0, Infinity, true);
+  const weightDecay = number('weightDecay', o.weightDecay ?? 0, 0, Infinity);
+  let optimizer: OptimizerOptions;
+  if (kind === 'sgd') {
+    if (o.beta1 !== undefined || o.beta2 !== undefined || o.eps !== undefined)
+      throw new OptionError('optimizer', kind, "'adam' when beta1, beta2 or eps is given");
+    const nesterov = o.nesterov ?? false;
+    if (typeof nesterov !== 'boolean') throw new OptionError('nesterov', nesterov, 'a boolean');
+    const momentum = number('momentum', o.momentum ?? 0, 0, 1, false, true);
+    if (nesterov && momentum === 0) throw new OptionError('momentum', momentum, 'greater than 0 when nesterov is true');
+    optimizer = { kind, lr, momentum, nesterov, weightDecay };
+  } else {
+    if (o.momentum !== undefined || o.nesterov !== undefined)
+      throw new OptionError('optimizer', kind, "'sgd' when momentum or nesterov is given (Adam has beta1/beta2)");
+    optimizer = {
+      kind, lr, weightDecay,
+      beta1: number('beta1', o.beta1 ?? 0.9, 0, 1, false, true),
+      beta2: number('beta2', o.beta2 ?? 0.999, 0, 1, false, true),
+      eps: number('eps', o.eps ?? 1e-8, 0, Infinity, true),
+    };
+  }
+  const shuffle = o.shuffle ?? true;
+  if (typeof shuffle !== 'boolean') throw new OptionError('shuffle', shuffle, 'a boolean');
+  const seed = o.seed ?? 1;
+  if (!Number.isSafeInteger(seed)) throw new OptionError('seed', seed, 'an integer');
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new OptionError('signal', o.signal, 'an AbortSignal');
+  for (const name of ['onEpoch', 'onStep'] as const)
+    if (o[name] !== undefined && typeof o[name] !== 'function') throw new OptionError(name, o[name], 'a function');
+  if (o.validation !== undefined && (typeof o.validation !== 'object' || o.validation === null))
+    throw new OptionError('validation', o.validation, `a Dataset (got ${describe(o.validation)})`);
+  return {
+    epochs: positiveInt('epochs', o.epochs ?? 10, 1e7),
+    batchSize: positiveInt('batchSize', o.batchSize ?? 32, 1 << 20),
+    optimizer,
+    shuffle,
+    seed,
+    validation: o.validation,
+    patience: o.patience === undefined ? undefined : positiveInt('patience', o.patience, 1e7),
+    signal: o.signal,
+    onEpoch: o.onEpoch,
+    onStep: o.onStep,
+  };
+}

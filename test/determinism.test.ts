@@ -1,0 +1,48 @@
+// The promise no peer makes: with the same seed, the final weights are bitwise identical for any
+// thread count, even when workers finish in a different order every step.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Trainer, createModel, type FitOptions } from '../src/index.js';
+import { randomData, sameBits } from './helpers.js';
+
+const THREADS = [1, 2, 3, 4, 8];
+const data = randomData(42, 500, 12, 4, 'cross-entropy'); // 500 = 3 full batches of 128 + 116
+
+async function train(threads: number, fit: FitOptions): Promise<Float64Array> {
+  const model = createModel({ layers: [12, 24, 16, 4], hidden: 'tanh', output: 'softmax', seed: 9 });
+  const trainer = new Trainer(model, { threads });
+  try {
+    await trainer.fit(data, { epochs: 3, batchSize: 128, shuffle: true, seed: 5, ...fit });
+  } finally {
+    await trainer.close();
+  }
+  return Float64Array.from(model.params);
+}
+
+const optimizers: [string, FitOptions][] = [
+  ['SGD with momentum', { optimizer: 'sgd', lr: 0.1, momentum: 0.9 }],
+  ['Adam', { optimizer: 'adam', lr: 0.01 }],
+];
+
+describe('bitwise-identical weights after 3 epochs for threads 1, 2, 3, 4, 8', () => {
+  afterEach(() => {
+    delete process.env.BPTRAIN_TEST_DELAY_MS;
+  });
+  for (const [name, fit] of optimizers) {
+    it(name, async () => {
+      const reference = await train(1, fit);
+      const start = createModel({ layers: [12, 24, 16, 4], hidden: 'tanh', output: 'softmax', seed: 9 }).params;
+      expect(sameBits(reference, start)).toBe(false); // training moved the weights
+      for (const t of THREADS.slice(1)) expect(sameBits(await train(t, fit), reference), `threads=${t}`).toBe(true);
+    });
+    it(`${name}, workers delayed at random so they finish out of order`, async () => {
+      const reference = await train(1, fit);
+      process.env.BPTRAIN_TEST_DELAY_MS = '3'; // read by each worker when it starts
+      for (const t of [2, 4, 8]) expect(sameBits(await train(t, fit), reference), `threads=${t}`).toBe(true);
+    });
+  }
+  it('a different seed gives different weights (the check above can fail)', async () => {
+    const a = await train(2, { optimizer: 'sgd', lr: 0.1, seed: 5 });
+    const b = await train(2, { optimizer: 'sgd', lr: 0.1, seed: 6 });
+    expect(sameBits(a, b)).toBe(false);
+  });
+});

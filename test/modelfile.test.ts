@@ -1,0 +1,82 @@
+// The model file: documented layout, bit-exact round trip, and strict validation of what it reads.
+import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ModelFormatError, createModel, loadModel, parseModelText, saveModel } from '../src/index.js';
+import { sameBits } from './helpers.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-model-'));
+
+describe('model file', () => {
+  it("writes the documented layout: layers[k].weights[m][n] is W(k+1) row m, column n", async () => {
+    const model = createModel({ layers: [2, 3, 2, 1], hidden: 'sigmoid', output: 'sigmoid', seed: 7 });
+    const file = path.join(dir, 'm.json');
+    await saveModel(model, file);
+    const json = JSON.parse(readFileSync(file, 'utf8'));
+    expect(json.format).toBe('bptrain-model');
+    expect(json.version).toBe(1);
+    expect(json.loss).toBe('binary-cross-entropy');
+    expect(json.layers.map((l: { inputs: number; outputs: number; activation: string }) => [l.inputs, l.outputs, l.activation]))
+      .toEqual([[2, 3, 'sigmoid'], [3, 2, 'sigmoid'], [2, 1, 'sigmoid']]);
+    expect(json.layers[1].weights[1][2]).toBe(model.views.W[1][1 * 3 + 2]);
+    expect(json.layers[1].bias).toHaveLength(2);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+  it('loads back bit-exact, awkward doubles included', async () => {
+    const model = createModel({ layers: [3, 4, 2], seed: 3 });
+    model.views.W[0][0] = 0.1 + 0.2;
+    model.views.W[0][1] = 5e-324;
+    model.views.W[0][2] = -0;
+    model.views.b[1][0] = 1.7976931348623157e308;
+    model.target = { kind: 'classes', classes: ['cat', 'dog'], outputs: 2 };
+    model.normalization = { mean: [1, 2, 3], std: [0.5, 1, 2] };
+    const file = path.join(dir, 'exact.json');
+    await saveModel(model, file);
+    const back = await loadModel(file);
+    expect(sameBits(back.params, model.params)).toBe(true); // -0 included
+    expect(Array.from(back.params)).toEqual(Array.from(model.params));
+    expect(back.target).toEqual(model.target);
+    expect(back.normalization).toEqual(model.normalization);
+    expect(back.predict([[0.1, 0.2, 0.3]])).toEqual(model.predict([[0.1, 0.2, 0.3]]));
+  });
+  it('refuses to write non-finite weights and leaves the old file alone', async () => {
+    const model = createModel({ layers: [2, 2], seed: 1 });
+    const file = path.join(dir, 'keep.json');
+    await saveModel(model, file);
+    const before = readFileSync(file, 'utf8');
+    model.views.W[0][1] = NaN;
+    await expect(saveModel(model, file)).rejects.toThrow(ModelFormatError);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+  const good = () => JSON.parse(JSON.stringify(createModel({ layers: [2, 3, 1], seed: 1 }).toJSON()));
+  const bad: [string, (m: any) => unknown, RegExp][] = [
+    ['wrong format', (m) => ((m.format = 'keras'), m), /"format" must be "bptrain-model"/],
+    ['unknown version', (m) => ((m.version = 2), m), /unsupported version 2/],
+    ['wrong row count', (m) => (m.layers[0].weights.pop(), m), /layers\[0\]\.weights must be an array of 3 rows/],
+    ['null weight', (m) => ((m.layers[1].weights[0][2] = null), m), /layers\[1\]\.weights\[0\]\[2\] must be a finite number \(got null\)/],
+    ['string weight', (m) => ((m.layers[0].bias[1] = '1'), m), /layers\[0\]\.bias\[1\] must be a finite number/],
+    ['chain mismatch', (m) => ((m.layers[1].inputs = 4), m), /layers\[1\]\.inputs is 4, but layers\[0\]\.outputs is 3/],
+    ['huge sizes', (m) => ((m.layers[0].outputs = 1e9), m), /layers\[0\]\.outputs must be an integer in 1\.\./],
+    ['bad activation', (m) => ((m.layers[0].activation = 'gelu'), m), /layers\[0\]\.activation must be one of/],
+    ['not an object', () => [1, 2], /expected a JSON object/],
+  ];
+  for (const [name, mutate, message] of bad) {
+    it(`rejects ${name} with a ModelFormatError`, () => {
+      const text = JSON.stringify(mutate(good()));
+      expect(() => parseModelText(text, 'm.json')).toThrow(ModelFormatError);
+      expect(() => parseModelText(text, 'm.json')).toThrow(message);
+    });
+  }
+  it('rejects a truncated file and does not let __proto__ keys pollute', async () => {
+    const text = JSON.stringify(good());
+    expect(() => parseModelText(text.slice(0, text.length / 2), 'm.json')).toThrow(/m\.json: not valid JSON.*truncated/);
+    const evil = text.replace('{', '{"__proto__":{"polluted":true},');
+    parseModelText(evil, 'm.json');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    const file = path.join(dir, 'missing.json');
+    await expect(loadModel(file)).rejects.toThrow(/missing\.json: no such file/);
+    writeFileSync(path.join(dir, 'empty.json'), '');
+    await expect(loadModel(path.join(dir, 'empty.json'))).rejects.toThrow(ModelFormatError);
+  });
+});

@@ -1,0 +1,148 @@
+// The trainer as a service uses it: options, abort, close, events, two trainers at once.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { OptionError, Trainer, createModel, makeDataset, type Dataset } from '../src/index.js';
+import { randomData } from './helpers.js';
+
+function loadNdjson(file: string): Dataset {
+  const rows = readFileSync(new URL(file, import.meta.url), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  return makeDataset(rows.map((r) => r.x), rows.map((r) => r.y));
+}
+
+describe("the tutorial's example", () => {
+  it('2-3-2-1 sigmoid network reaches ≥ 95% held-out accuracy on the bundled data', async () => {
+    const train = loadNdjson('../data/tutorial-train.ndjson');
+    const test = loadNdjson('../data/tutorial-test.ndjson');
+    const model = createModel({ layers: [2, 3, 2, 1], hidden: 'sigmoid', output: 'sigmoid', loss: 'binary-cross-entropy', seed: 7 });
+    await using trainer = new Trainer(model);
+    const history = await trainer.fit(train, { epochs: 60, batchSize: 16, lr: 0.5, momentum: 0.9, seed: 7, validation: test });
+    const last = history.epochs.at(-1)!;
+    expect(last.valAccuracy).toBeGreaterThanOrEqual(0.95);
+    expect(last.loss).toBeLessThan(history.epochs[0].loss);
+    const metrics = await trainer.evaluate(test);
+    expect(metrics.accuracy).toBe(last.valAccuracy);
+    expect(metrics.loss).toBeCloseTo(last.valLoss!, 12);
+  });
+});
+
+describe('options are validated before any work', () => {
+  const model = createModel({ layers: [3, 4, 2], seed: 1 });
+  const data = randomData(1, 20, 3, 2, 'cross-entropy');
+  const cases: [object, string, RegExp][] = [
+    [{ lr: -1 }, 'lr', /lr must be a number in \(0, Infinity\]; received -1/],
+    [{ lr: 'abc' }, 'lr', /received "abc" \(string\)/],
+    [{ epochs: 2.5 }, 'epochs', /epochs must be an integer from 1 to .*; received 2.5/],
+    [{ batchSize: 0 }, 'batchSize', /batchSize .* received 0/],
+    [{ optimizer: 'rmsprop' }, 'optimizer', /optimizer must be 'sgd' or 'adam'; received "rmsprop"/],
+    [{ momentum: 1.5 }, 'momentum', /momentum .*received 1.5/],
+    [{ optimizer: 'adam', momentum: 0.9 }, 'optimizer', /'sgd' when momentum/],
+    [{ seed: 0.5 }, 'seed', /seed must be an integer; received 0.5/],
+    [{ signal: {} }, 'signal', /signal must be an AbortSignal/],
+  ];
+  for (const [opts, option, message] of cases) {
+    it(`rejects a bad ${option}: ${JSON.stringify(opts)}`, async () => {
+      const trainer = new Trainer(model, { threads: 1 });
+      const before = Float64Array.from(model.params);
+      const err = await trainer.fit(data, opts).catch((e: unknown) => e);
+      await trainer.close();
+      expect(err).toBeInstanceOf(OptionError);
+      expect((err as OptionError).option).toBe(option);
+      expect((err as Error).message).toMatch(message);
+      expect(model.params).toEqual(before);
+    });
+  }
+  it('rejects a bad thread count and a bad layer list', () => {
+    expect(() => new Trainer(model, { threads: 0 })).toThrow(/threads must be .*received 0/);
+    expect(() => createModel({ layers: [3, -2, 1] })).toThrow(/layers\[1\] must be an integer .*received -2/);
+    expect(() => createModel({ layers: [3, 2], output: 'softmax', loss: 'mse' })).toThrow(/loss must be 'cross-entropy'/);
+  });
+  it('rejects data whose shape does not fit the network', async () => {
+    const trainer = new Trainer(model, { threads: 1 });
+    await expect(trainer.fit(randomData(1, 5, 4, 2, 'cross-entropy'))).rejects.toThrow(/samples have 4 inputs, but the network's input layer has 3/);
+    await trainer.close();
+  });
+});
+
+describe('abort, events and history', () => {
+  it('aborting mid-fit rejects with an AbortError and keeps the completed steps', async () => {
+    for (const threads of [1, 2]) {
+      const model = createModel({ layers: [8, 32, 4], seed: 2 });
+      const trainer = new Trainer(model, { threads });
+      const controller = new AbortController();
+      let steps = 0;
+      const err = await trainer
+        .fit(randomData(3, 400, 8, 4, 'cross-entropy'), {
+          epochs: 50, batchSize: 16, signal: controller.signal,
+          onStep: () => { if (++steps === 7) controller.abort(); },
+        })
+        .catch((e: unknown) => e);
+      await trainer.close();
+      expect((err as Error).name).toBe('AbortError');
+      expect(steps).toBe(7);
+    }
+  });
+  it('reports every epoch with loss, accuracy, validation metrics and samples/s', async () => {
+    const model = createModel({ layers: [6, 10, 3], seed: 4 });
+    await using trainer = new Trainer(model, { threads: 2 });
+    const seen: number[] = [];
+    const h = await trainer.fit(randomData(5, 300, 6, 3, 'cross-entropy'), {
+      epochs: 4, batchSize: 32, optimizer: 'adam', validation: randomData(6, 50, 6, 3, 'cross-entropy'),
+      onEpoch: (e) => { seen.push(e.epoch); },
+    });
+    expect(seen).toEqual([1, 2, 3, 4]);
+    for (const e of h.epochs) {
+      expect(e.loss).toBeGreaterThan(0);
+      expect(e.accuracy).toBeGreaterThanOrEqual(0);
+      expect(e.valLoss).toBeGreaterThan(0);
+      expect(e.valAccuracy).toBeLessThanOrEqual(1);
+      expect(e.samplesPerSec).toBeGreaterThan(0);
+      expect(e.steps).toBe(10);
+    }
+    expect(h.epochs[3].loss).toBeLessThan(h.epochs[0].loss);
+  });
+  it('early stopping stops after `patience` epochs without improvement and restores the best weights', async () => {
+    const model = createModel({ layers: [4, 16, 2], seed: 4 });
+    await using trainer = new Trainer(model, { threads: 1 });
+    const train = randomData(7, 40, 4, 2, 'cross-entropy'); // tiny: the validation loss soon rises
+    const val = randomData(8, 40, 4, 2, 'cross-entropy');
+    const h = await trainer.fit(train, { epochs: 500, batchSize: 8, optimizer: 'adam', lr: 0.05, validation: val, patience: 5 });
+    expect(h.stoppedEarly).toBe(true);
+    expect(h.epochs.length).toBe(h.bestEpoch + 5);
+    const best = Math.min(...h.epochs.map((e) => e.valLoss!));
+    expect(h.epochs[h.bestEpoch - 1].valLoss).toBe(best);
+    expect((await trainer.evaluate(val)).loss).toBe(best);
+  });
+  it('two trainers train at the same time in one process', async () => {
+    const a = createModel({ layers: [6, 12, 3], seed: 1 });
+    const b = createModel({ layers: [6, 12, 3], seed: 1 });
+    const data = randomData(9, 200, 6, 3, 'cross-entropy');
+    const ta = new Trainer(a, { threads: 2 });
+    const tb = new Trainer(b, { threads: 2 });
+    await Promise.all([ta.fit(data, { epochs: 3, batchSize: 64 }), tb.fit(data, { epochs: 3, batchSize: 64 })]);
+    await Promise.all([ta.close(), tb.close()]);
+    expect(a.params).toEqual(b.params);
+  });
+});
+
+describe('close()', () => {
+  it('leaves no worker thread or handle: a process that fits and closes exits by itself', () => {
+    const script = `
+      import { Trainer, createModel, makeDataset } from './dist/src/index.js';
+      const model = createModel({ layers: [4, 64, 3], seed: 1 });
+      const x = Array.from({ length: 256 }, (_, i) => [i % 7, i % 5, i % 3, 1].map((v) => v / 7));
+      const t = new Trainer(model, { threads: 2 });
+      await t.fit(makeDataset(x, x.map((_, i) => i % 3), { classes: 3 }), { epochs: 2, batchSize: 128 });
+      await t.close();
+      // stdout and stderr are pipes here; anything else (MessagePort, Timeout, ...) is a leak.
+      const left = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap' && r !== 'PipeWrap');
+      console.log(JSON.stringify(left));
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: new URL('..', import.meta.url), encoding: 'utf8', timeout: 30_000,
+    });
+    expect(r.error).toBeUndefined(); // a timeout would mean something kept the process alive
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual([]);
+  });
+});

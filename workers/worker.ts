@@ -1,0 +1,28 @@
+// Worker-thread entry for the piscina pool: runs the chunks a task names against shared memory.
+// All the maths lives in src/; this file only keeps per-context views and scratch memory alive
+// between tasks, and holds the test-only fault and delay hooks.
+
+import { Context, chunkCount, makeContext, reduceSlots, runChunks } from '../src/engine.js';
+import type { WorkerResult, WorkerTask } from '../src/protocol.js';
+import { testHooks } from '../src/testhooks.js';
+
+// A few contexts (one per trainer × dataset) are kept; older ones are dropped.
+const contexts = new Map<string, Context>();
+const MAX_CONTEXTS = 8;
+
+export default function run(task: WorkerTask): WorkerResult {
+  let ctx = contexts.get(task.contextId);
+  if (ctx === undefined) {
+    ctx = makeContext(task.spec, task.buffers);
+    contexts.set(task.contextId, ctx);
+    if (contexts.size > MAX_CONTEXTS) contexts.delete(contexts.keys().next().value as string);
+  }
+  testHooks?.beforeTask(task);
+  if (task.kind === 'reduce') {
+    const chunks = chunkCount(task.batchSize, task.chunkSize);
+    const finite = reduceSlots(ctx.gradSum, ctx.grads, chunks, ctx.layout.stride, task.paramBegin, task.paramEnd);
+    return { ok: true, finite };
+  }
+  runChunks(ctx, task);
+  return { ok: true, finite: true };
+}
