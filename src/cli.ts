@@ -1,0 +1,257 @@
+#!/usr/bin/env node
+// The bptrain command line: declarative yargs options, a check for conflicting flags, and handlers
+// in commands.ts that call the library. Exit codes: 0 success, 1 data or runtime error, 2 usage
+// error. Messages name the file and line, or the flag and the value received; no stack trace
+// unless BPTRAIN_DEBUG=1.
+
+import { readFileSync } from 'node:fs';
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { evaluateCommand, initCommand, predictCommand, trainCommand, type Io } from './commands.js';
+import { HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS } from './layout.js';
+import type { InputFields } from './model.js';
+
+/** A bad flag: reported with exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+type Raw = Record<string, unknown>;
+
+// yargs turns `--lr abc` into NaN and a repeated flag into an array. Numbers are therefore read as
+// strings (parse-numbers off) and parsed here, quoting the raw value in the message.
+function single(raw: Raw, name: string): string | undefined {
+  const v = raw[name];
+  if (v === undefined) return undefined;
+  if (Array.isArray(v)) throw new UsageError(`--${name} was given ${v.length} times (${v.map((x) => JSON.stringify(String(x))).join(', ')}); give it once`);
+  if (typeof v === 'boolean') throw new UsageError(`--${name} needs a value`);
+  return String(v);
+}
+
+function num(raw: Raw, name: string, o: { int?: boolean; min?: number; max?: number; gt?: number; lt?: number } = {}): number | undefined {
+  const s = single(raw, name);
+  if (s === undefined) return undefined;
+  const v = s.trim() === '' ? NaN : Number(s);
+  const kind = o.int ? 'an integer' : 'a number';
+  if (!Number.isFinite(v) || (o.int && !Number.isInteger(v))) throw new UsageError(`--${name} must be ${kind}; received ${JSON.stringify(s)}`);
+  if (o.min !== undefined && v < o.min) throw new UsageError(`--${name} must be ≥ ${o.min}; received ${JSON.stringify(s)}`);
+  if (o.max !== undefined && v > o.max) throw new UsageError(`--${name} must be ≤ ${o.max}; received ${JSON.stringify(s)}`);
+  if (o.gt !== undefined && !(v > o.gt)) throw new UsageError(`--${name} must be > ${o.gt}; received ${JSON.stringify(s)}`);
+  if (o.lt !== undefined && !(v < o.lt)) throw new UsageError(`--${name} must be < ${o.lt}; received ${JSON.stringify(s)}`);
+  return v;
+}
+
+function intList(raw: Raw, name: string): number[] | undefined {
+  const s = single(raw, name);
+  if (s === undefined) return undefined;
+  const parts = s.split(',').map((p) => p.trim());
+  const values = parts.map(Number);
+  if (parts.some((p) => p === '') || values.some((v) => !Number.isInteger(v) || v < 1))
+    throw new UsageError(`--${name} must be a comma-separated list of positive integers, e.g. 784,128,64,10; received ${JSON.stringify(s)}`);
+  return values;
+}
+
+function choice<T extends string>(raw: Raw, name: string, allowed: readonly T[]): T | undefined {
+  const s = single(raw, name);
+  if (s === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(s)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}; received ${JSON.stringify(s)}`);
+  return s as T;
+}
+
+function str(raw: Raw, name: string): string | undefined {
+  const s = single(raw, name);
+  if (s === '') throw new UsageError(`--${name} must not be empty`);
+  return s;
+}
+
+function threads(raw: Raw): number | 'auto' {
+  const s = single(raw, 'threads');
+  if (s === undefined || s === 'auto') return 'auto';
+  return num(raw, 'threads', { int: true, min: 1, max: 256 })!;
+}
+
+function fields(raw: Raw): InputFields {
+  const f: InputFields = {};
+  const xField = str(raw, 'x-field'), yField = str(raw, 'y-field'), label = str(raw, 'label');
+  const features = single(raw, 'features');
+  if (xField !== undefined) f.xField = xField;
+  if (yField !== undefined) f.yField = yField;
+  if (label !== undefined) f.label = label;
+  if (features !== undefined) {
+    const list = features.split(',').map((s) => s.trim());
+    if (list.some((s) => s === '')) throw new UsageError(`--features must be a comma-separated list of field names; received ${JSON.stringify(features)}`);
+    f.features = list;
+  }
+  if (f.features !== undefined && f.xField !== undefined) throw new UsageError('--features (record form) and --x-field (vector form) cannot be used together');
+  return f;
+}
+
+const dataOptions = (y: Argv) =>
+  y
+    .option('x-field', { describe: 'Field holding the input vector (vector form)', default: undefined, defaultDescription: 'x', requiresArg: true })
+    .option('y-field', { describe: 'Field holding the target', defaultDescription: 'y', requiresArg: true })
+    .option('features', { describe: 'Record form: comma-separated numeric input fields, e.g. a,b,c', requiresArg: true })
+    .option('label', { describe: 'Record form: the label field', defaultDescription: '--y-field', requiresArg: true });
+
+export function buildParser(argv: string[], io: Io): Argv {
+  const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  const run = (fn: (raw: Raw) => Promise<void>) => async (raw: Raw) => { await fn(raw); };
+  return yargs(argv)
+    .scriptName('bptrain')
+    .parserConfiguration({ 'parse-numbers': false, 'parse-positional-numbers': false, 'duplicate-arguments-array': true })
+    .usage('$0 <command> [options]\n\nTrain multilayer perceptrons on NDJSON data, data-parallel across worker threads.')
+    .command('init', 'Write an untrained model file (seeded initial weights)', (y) =>
+      y
+        .option('layers', { describe: 'Layer sizes, input first, e.g. 2,3,2,1', demandOption: true, requiresArg: true })
+        .option('hidden', { describe: `Hidden activation: ${HIDDEN_ACTIVATIONS.join(', ')}`, default: 'relu', requiresArg: true })
+        .option('output', { describe: `Output activation: ${OUTPUT_ACTIVATIONS.join(', ')}`, defaultDescription: 'from --loss, or sigmoid for 1 output, softmax for more', requiresArg: true })
+        .option('loss', { describe: `Loss: ${LOSSES.join(', ')}`, defaultDescription: 'from --output', requiresArg: true })
+        .option('seed', { describe: 'Seed of the initial weights (integer)', default: '1', requiresArg: true })
+        .option('out', { describe: 'Model file to write', demandOption: true, requiresArg: true })
+        .option('quiet', { type: 'boolean', describe: 'Print nothing' })
+        .example('$0 init --layers 2,3,2,1 --hidden sigmoid --output sigmoid --seed 7 --out init.json', 'the tutorial network, untrained'),
+      run((raw) => initCommand({
+        layers: intList(raw, 'layers')!,
+        hidden: choice(raw, 'hidden', HIDDEN_ACTIVATIONS)!,
+        output: choice(raw, 'output', OUTPUT_ACTIVATIONS),
+        loss: choice(raw, 'loss', LOSSES),
+        seed: num(raw, 'seed', { int: true })!,
+        out: str(raw, 'out')!,
+        quiet: raw.quiet === true,
+      }, io)))
+    .command('train', 'Train a model on an NDJSON file', (y) =>
+      dataOptions(y)
+        .option('data', { describe: 'Training data (.ndjson, .ndjson.gz, or - for stdin)', demandOption: true, requiresArg: true })
+        .option('layers', { describe: 'All layer sizes, input first, e.g. 784,128,64,10', requiresArg: true })
+        .option('hidden-layers', { describe: 'Hidden layer sizes only, e.g. 128,64 (input and output sizes from the data)', requiresArg: true })
+        .option('hidden', { describe: `Hidden activation: ${HIDDEN_ACTIVATIONS.join(', ')}`, default: 'relu', requiresArg: true })
+        .option('output', { describe: `Output activation: ${OUTPUT_ACTIVATIONS.join(', ')}`, defaultDescription: 'softmax for classes, sigmoid for 0/1, linear for numbers', requiresArg: true })
+        .option('loss', { describe: `Loss: ${LOSSES.join(', ')}`, defaultDescription: 'from the output', requiresArg: true })
+        .option('optimizer', { describe: 'sgd or adam', default: 'sgd', requiresArg: true })
+        .option('lr', { describe: 'Learning rate', defaultDescription: '0.01 (sgd), 0.001 (adam)', requiresArg: true })
+        .option('momentum', { describe: 'SGD momentum', defaultDescription: '0', requiresArg: true })
+        .option('batch', { describe: 'Minibatch size', default: '32', requiresArg: true })
+        .option('epochs', { describe: 'Passes over the data', default: '10', requiresArg: true })
+        .option('threads', { describe: "Worker threads, or 'auto' (1 for small networks)", default: 'auto', requiresArg: true })
+        .option('seed', { describe: 'Seed of the initial weights, shuffles and validation split', default: '1', requiresArg: true })
+        .option('shuffle', { type: 'boolean', default: true, describe: 'Shuffle every epoch (--no-shuffle to keep file order)' })
+        .option('init', { describe: "Start from this model file's weights and activations", requiresArg: true })
+        .option('out', { describe: 'Write the trained model here (only when training completes)', requiresArg: true })
+        .option('validation-split', { describe: 'Hold out this fraction of the data (seeded) for validation', requiresArg: true })
+        .option('validation', { describe: 'Validation data file', requiresArg: true })
+        .option('patience', { describe: 'Stop after N epochs without a better validation loss; keep the best weights', requiresArg: true })
+        .option('metrics', { describe: 'Write one JSON line per epoch to this file', requiresArg: true })
+        .option('normalize', { describe: "'standard': per-feature mean/std from the training data, stored in the model", requiresArg: true })
+        .option('json', { type: 'boolean', describe: 'Print a final summary as one JSON line on stdout' })
+        .option('quiet', { type: 'boolean', describe: 'No progress output' })
+        .example('$0 train --data data/tutorial-train.ndjson --layers 2,3,2,1 --hidden sigmoid --output sigmoid --lr 0.5 --momentum 0.9 --batch 16 --epochs 60 --out model.json', "the tutorial's network")
+        .example('$0 train --data iris.ndjson --features sepal_length,sepal_width --label species --hidden-layers 16 --optimizer adam --validation-split 0.2 --normalize standard', 'record form, string labels'),
+      run((raw) => {
+        const layers = intList(raw, 'layers');
+        const hiddenLayers = raw['hidden-layers'] === '' ? [] : intList(raw, 'hidden-layers');
+        const init = str(raw, 'init');
+        if (layers !== undefined && hiddenLayers !== undefined) throw new UsageError('give --layers or --hidden-layers, not both');
+        if (init !== undefined && (layers !== undefined || hiddenLayers !== undefined)) throw new UsageError('--init takes the layers from the model file; drop --layers/--hidden-layers');
+        if (init === undefined && layers === undefined && hiddenLayers === undefined)
+          throw new UsageError('say what network to train: --layers 784,128,64,10, --hidden-layers 128,64, or --init model.json');
+        if (layers !== undefined && layers.length < 2) throw new UsageError(`--layers needs at least an input and an output size; received ${JSON.stringify(raw.layers)}`);
+        const validation = str(raw, 'validation');
+        const validationSplit = num(raw, 'validation-split', { gt: 0, lt: 1 });
+        if (validation !== undefined && validationSplit !== undefined) throw new UsageError('give --validation or --validation-split, not both');
+        const optimizer = choice(raw, 'optimizer', ['sgd', 'adam'] as const)!;
+        const momentum = num(raw, 'momentum', { min: 0, lt: 1 });
+        if (optimizer === 'adam' && momentum !== undefined) throw new UsageError('--momentum applies to --optimizer sgd only');
+        const patience = num(raw, 'patience', { int: true, min: 1 });
+        if (init !== undefined && (raw.hidden !== 'relu' || raw.output !== undefined || raw.loss !== undefined) && process.env.BPTRAIN_ALLOW_INIT_OVERRIDE !== '1') {
+          if (raw.output !== undefined || raw.loss !== undefined || raw.hidden !== 'relu')
+            throw new UsageError('--init takes the activations and loss from the model file; drop --hidden/--output/--loss');
+        }
+        return trainCommand({
+          data: str(raw, 'data')!,
+          fields: fields(raw),
+          layers, hiddenLayers,
+          hidden: choice(raw, 'hidden', HIDDEN_ACTIVATIONS)!,
+          output: choice(raw, 'output', OUTPUT_ACTIVATIONS),
+          loss: choice(raw, 'loss', LOSSES),
+          optimizer,
+          lr: num(raw, 'lr', { gt: 0 }),
+          momentum,
+          batch: num(raw, 'batch', { int: true, min: 1 })!,
+          epochs: num(raw, 'epochs', { int: true, min: 1 })!,
+          threads: threads(raw),
+          seed: num(raw, 'seed', { int: true })!,
+          shuffle: raw.shuffle !== false,
+          init,
+          out: str(raw, 'out'),
+          validation, validationSplit, patience,
+          metrics: str(raw, 'metrics'),
+          normalize: choice(raw, 'normalize', ['standard'] as const),
+          json: raw.json === true,
+          quiet: raw.quiet === true,
+        }, io);
+      }))
+    .command('predict', 'Predict for every line of an NDJSON file (streams, constant memory)', (y) =>
+      dataOptions(y)
+        .option('model', { describe: 'Model file', demandOption: true, requiresArg: true })
+        .option('data', { describe: 'Input data (.ndjson, .ndjson.gz, or - for stdin); targets are not needed', demandOption: true, requiresArg: true })
+        .option('out', { describe: 'Write predictions here instead of stdout', requiresArg: true })
+        .example('$0 predict --model model.json --data data/tutorial-test.ndjson --out preds.ndjson', 'one {"prediction", "probabilities"} line per input line'),
+      run((raw) => predictCommand({ model: str(raw, 'model')!, data: str(raw, 'data')!, out: str(raw, 'out'), fields: fields(raw) }, io)))
+    .command('evaluate', 'Loss, accuracy, per-class precision/recall and confusion matrix on labelled data', (y) =>
+      dataOptions(y)
+        .option('model', { describe: 'Model file', demandOption: true, requiresArg: true })
+        .option('data', { describe: 'Labelled data (.ndjson, .ndjson.gz, or - for stdin)', demandOption: true, requiresArg: true })
+        .option('threads', { describe: "Worker threads, or 'auto'", default: 'auto', requiresArg: true })
+        .option('json', { type: 'boolean', describe: 'Print one JSON line instead of a table' })
+        .example('$0 evaluate --model model.json --data data/tutorial-test.ndjson', 'a table for people')
+        .example('$0 evaluate --model model.json --data test.ndjson --json', '{"accuracy": …, "loss": …, …}'),
+      run((raw) => evaluateCommand({ model: str(raw, 'model')!, data: str(raw, 'data')!, fields: fields(raw), threads: threads(raw), json: raw.json === true }, io)))
+    .command('bench', 'Run the benchmark suites (see BENCHMARKS.md); arguments pass through', (y) =>
+      y.strict(false).example('$0 bench --quick', 'check that the suites run').example('$0 bench --threads 1,2', 'scaling at 1 and 2 threads'),
+      run(async () => {
+        const rest = argv.slice(argv.indexOf('bench') + 1);
+        const bench = (await import(new URL('../bench/run.js', import.meta.url).href)) as { runBenchmarks(a: string[]): Promise<number> };
+        const code = await bench.runBenchmarks(rest);
+        if (code !== 0) throw new RuntimeExit(code);
+      }))
+    .demandCommand(1, 'Give a command: init, train, predict, evaluate or bench')
+    .strict()
+    .version(version)
+    .help()
+    .alias('h', 'help')
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .fail((msg, err) => {
+      throw err ?? new UsageError(msg);
+    });
+}
+
+/** A command that already reported its failure and wants this exit code. */
+class RuntimeExit extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+/** Runs the CLI; resolves with the exit code. */
+export async function main(argv: string[], io: Io): Promise<number> {
+  try {
+    await buildParser(argv, io).parseAsync();
+    return 0;
+  } catch (err) {
+    if (err instanceof RuntimeExit) return err.code;
+    const usage = err instanceof UsageError || (err as Error)?.name === 'YError';
+    const message = (err as Error)?.message ?? String(err);
+    io.stderr.write(`bptrain: ${message}\n`);
+    if (usage) io.stderr.write(`Run 'bptrain ${argv.find((a) => !a.startsWith('-')) ?? ''} --help' for the options and examples.\n`.replace('  ', ' '));
+    if (process.env.BPTRAIN_DEBUG === '1' && err instanceof Error && err.stack) io.stderr.write(err.stack + '\n');
+    return usage ? 2 : 1;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop()!);
+if (invokedDirectly) {
+  const io: Io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin };
+  main(hideBin(process.argv), io).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,351 @@
+// What the CLI's subcommands do, on top of the library. Each takes resolved, validated options
+// (parsed by cli.ts) and returns normally or throws; cli.ts maps errors to messages and exit codes.
+// Nothing here reads process.argv or calls process.exit.
+
+import { createWriteStream, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { once } from 'node:events';
+import {
+  Model, computeNormalization, createModel, loadModel, modelToText, saveModel, resolveModelSpec,
+  type InputFields, type ModelOptions, type TargetInfo,
+} from './model.js';
+import { Trainer, type EpochStats, type FitOptions } from './trainer.js';
+import { splitDataset, type Dataset } from './dataset.js';
+import { loadDataset, decodeOutput } from './targets.js';
+import { readRecords, type ReaderOptions } from './ndjson-reader.js';
+import { DataError } from './errors.js';
+import { Rng } from './rng.js';
+import { writeFileAtomic } from './fsutil.js';
+import { makeProgress } from './progress.js';
+import type { HiddenActivation, Loss, OutputActivation } from './layout.js';
+
+/** Where the CLI writes: injectable so tests of handlers need no process. */
+export interface Io {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WriteStream;
+  stdin: NodeJS.ReadableStream;
+}
+
+export interface InitArgs {
+  layers: number[];
+  hidden: HiddenActivation;
+  output?: OutputActivation;
+  loss?: Loss;
+  seed: number;
+  out: string;
+  quiet: boolean;
+}
+
+export async function initCommand(a: InitArgs, io: Io): Promise<void> {
+  const model = createModel({ layers: a.layers, hidden: a.hidden, output: a.output, loss: a.loss, seed: a.seed });
+  await saveModel(model, a.out);
+  if (!a.quiet) io.stderr.write(`wrote ${a.out}: ${describeNet(model)}, seed ${a.seed}\n`);
+}
+
+export interface TrainArgs {
+  data: string;
+  fields: InputFields;
+  layers?: number[];
+  hiddenLayers?: number[];
+  hidden: HiddenActivation;
+  output?: OutputActivation;
+  loss?: Loss;
+  optimizer: 'sgd' | 'adam';
+  lr?: number;
+  momentum?: number;
+  batch: number;
+  epochs: number;
+  threads: number | 'auto';
+  seed: number;
+  shuffle: boolean;
+  init?: string;
+  out?: string;
+  validationSplit?: number;
+  validation?: string;
+  patience?: number;
+  metrics?: string;
+  normalize?: 'standard';
+  json: boolean;
+  quiet: boolean;
+}
+
+export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
+  // Everything that can fail on bad input is checked before any output file is touched.
+  const start = a.init !== undefined ? await loadModel(a.init) : undefined;
+  const outputsHint = start?.outputs ?? a.layers?.at(-1);
+  const inputsHint = start?.inputs ?? a.layers?.[0];
+  const fields = { ...(start?.inputFields ?? {}), ...a.fields };
+  const loaded = await loadDataset(a.data, { ...readerOptions(fields), encoding: start?.target, outputsHint, inputsHint });
+  let train = loaded.dataset;
+  const target: TargetInfo = loaded.encoding;
+
+  let model: Model;
+  if (start !== undefined) {
+    model = start;
+    if (target.outputs !== model.outputs)
+      throw new DataError(`targets need ${target.outputs} outputs, but the model from --init has ${model.outputs}`, a.data);
+  } else {
+    const layers = a.layers ?? [train.inputDim, ...(a.hiddenLayers ?? []), target.outputs];
+    if (layers[0] !== train.inputDim)
+      throw new DataError(`--layers starts with ${layers[0]} inputs, but the data has ${train.inputDim} input values per line`, a.data);
+    if (layers.at(-1) !== target.outputs)
+      throw new DataError(`--layers ends with ${layers.at(-1)} outputs, but the targets need ${target.outputs} (${describeTarget(target)})`, a.data);
+    const defaults = target.kind === 'classes' ? { output: 'softmax', loss: 'cross-entropy' } as const
+      : target.kind === 'binary' ? { output: 'sigmoid', loss: 'binary-cross-entropy' } as const
+      : { output: 'linear', loss: 'mse' } as const;
+    const options: ModelOptions = { layers, hidden: a.hidden, output: a.output ?? (a.loss === undefined ? defaults.output : undefined), loss: a.loss ?? (a.output === undefined ? defaults.loss : undefined), seed: a.seed };
+    resolveModelSpec(options);
+    model = createModel(options);
+  }
+  model.target = target;
+  model.inputFields = fields;
+
+  let validation: Dataset | undefined;
+  if (a.validation !== undefined) {
+    validation = (await loadDataset(a.validation, { ...readerOptions(fields), encoding: target, inputsHint: model.inputs })).dataset;
+  } else if (a.validationSplit !== undefined) {
+    const order = Int32Array.from({ length: train.size }, (_, i) => i);
+    new Rng(a.seed).shuffle(order);
+    ({ train, validation } = splitDataset(train, a.validationSplit, order));
+  }
+  if (a.normalize === 'standard') model.normalization = computeNormalization(train.x, train.size, train.inputDim);
+
+  const progress = makeProgress(io.stderr, a.quiet || a.json);
+  if (a.metrics !== undefined) await fsp.writeFile(a.metrics, '');
+  const trainer = new Trainer(model, { threads: a.threads });
+  const fit: FitOptions = {
+    epochs: a.epochs, batchSize: a.batch, optimizer: a.optimizer, lr: a.lr, seed: a.seed, shuffle: a.shuffle,
+    validation, patience: a.patience,
+    ...(a.optimizer === 'sgd' && a.momentum !== undefined ? { momentum: a.momentum } : {}),
+    onStep: (p) => progress.step(p),
+    onEpoch: async (e) => {
+      progress.epoch(e, a.epochs);
+      if (a.metrics !== undefined) {
+        // One whole line per epoch, appended as it ends, so the file can be followed live.
+        await fsp.appendFile(a.metrics, JSON.stringify(metricsRecord(e)) + '\n');
+      }
+    },
+  };
+  const t0 = performance.now();
+  let history;
+  try {
+    history = await trainer.fit(train, fit);
+  } finally {
+    progress.done();
+    await trainer.close();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (a.out !== undefined) await saveModel(model, a.out);
+  const last = history.epochs[history.bestEpoch - 1] ?? history.epochs.at(-1)!;
+  // Training throughput over the whole run: samples seen ÷ seconds spent in training steps.
+  const trainSeconds = history.epochs.reduce((s, e) => s + train.size / e.samplesPerSec, 0);
+  const samples = (train.size * history.epochs.length) / trainSeconds;
+  const summary = {
+    epochs: history.epochs.length,
+    best_epoch: history.bestEpoch,
+    stopped_early: history.stoppedEarly,
+    loss: last.loss,
+    ...(last.accuracy !== undefined ? { accuracy: last.accuracy } : {}),
+    ...(last.valLoss !== undefined ? { val_loss: last.valLoss } : {}),
+    ...(last.valAccuracy !== undefined ? { val_accuracy: last.valAccuracy } : {}),
+    samples_per_s: samples,
+    seconds,
+    threads: trainer.threadsFor(Math.min(a.batch, train.size)),
+    parameters: model.parameterCount,
+    ...(a.out !== undefined ? { out: a.out } : {}),
+  };
+  if (a.json) {
+    io.stdout.write(JSON.stringify(summary) + '\n');
+  } else if (!a.quiet) {
+    const parts = [`trained ${describeNet(model)} for ${summary.epochs} epochs in ${seconds.toFixed(2)}s (${Math.round(samples).toLocaleString('en-US')} samples/s, ${summary.threads} thread${summary.threads > 1 ? 's' : ''})`];
+    parts.push(`final loss ${last.loss.toFixed(4)}${last.accuracy !== undefined ? `, accuracy ${(100 * last.accuracy).toFixed(2)}%` : ''}`);
+    if (last.valLoss !== undefined) parts.push(`validation loss ${last.valLoss.toFixed(4)}${last.valAccuracy !== undefined ? `, accuracy ${(100 * last.valAccuracy).toFixed(2)}%` : ''}`);
+    if (history.stoppedEarly) parts.push(`stopped early; restored the weights of epoch ${history.bestEpoch}`);
+    if (a.out !== undefined) parts.push(`wrote ${a.out}`);
+    io.stdout.write(parts.join('\n') + '\n');
+  }
+}
+
+function metricsRecord(e: EpochStats): Record<string, number | null> {
+  return {
+    epoch: e.epoch,
+    loss: e.loss,
+    val_loss: e.valLoss ?? null,
+    accuracy: e.accuracy ?? null,
+    val_accuracy: e.valAccuracy ?? null,
+    samples_per_s: e.samplesPerSec,
+    seconds: e.seconds,
+  };
+}
+
+export interface PredictArgs {
+  model: string;
+  data: string;
+  out?: string;
+  fields: InputFields;
+}
+
+/** Streams predictions, one JSON line per input line, in constant memory. */
+export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
+  const model = await loadModel(a.model);
+  const fields = { ...(model.inputFields ?? {}), ...a.fields };
+  const tmp = a.out !== undefined ? tempName(a.out) : undefined;
+  const sink = tmp !== undefined ? createWriteStream(tmp) : io.stdout;
+  const BATCH = 256;
+  const n0 = model.inputs, m = model.outputs;
+  const X = new Float64Array(BATCH * n0);
+  let count = 0;
+  const flush = async (n: number) => {
+    const out = model.forward(X.subarray(0, n * n0), n);
+    let text = '';
+    for (let i = 0; i < n; i++) text += JSON.stringify(predictionRecord(model.target, out.subarray(i * m, (i + 1) * m))) + '\n';
+    if (!sink.write(text)) await once(sink, 'drain');
+  };
+  try {
+    for await (const r of readRecords(a.data, { ...readerOptions(fields), requireTarget: false })) {
+      if (r.x.length !== n0) throw new DataError(`x has ${r.x.length} values, expected ${n0} (the model's input size)`, displayName(a.data), r.line);
+      X.set(r.x, count * n0);
+      if (++count === BATCH) {
+        await flush(count);
+        count = 0;
+      }
+    }
+    if (count > 0) await flush(count);
+    if (tmp !== undefined) {
+      const ws = sink as ReturnType<typeof createWriteStream>;
+      await new Promise<void>((resolve, reject) => ws.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      await fsp.rename(tmp, a.out!);
+    }
+  } catch (err) {
+    if (tmp !== undefined) {
+      (sink as ReturnType<typeof createWriteStream>).destroy();
+      await fsp.rm(tmp, { force: true });
+    }
+    throw err;
+  }
+}
+
+function predictionRecord(target: TargetInfo | undefined, out: Float64Array): Record<string, unknown> {
+  const values = Array.from(out);
+  if (target === undefined) return { prediction: values.length === 1 ? values[0] : values };
+  const prediction = decodeOutput(target, out);
+  if (target.kind === 'regression') return { prediction };
+  const probabilities = target.kind === 'binary' ? [1 - out[0], out[0]] : values;
+  return { prediction, probabilities };
+}
+
+export interface EvaluateArgs {
+  model: string;
+  data: string;
+  fields: InputFields;
+  threads: number | 'auto';
+  json: boolean;
+}
+
+export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
+  const model = await loadModel(a.model);
+  const fields = { ...(model.inputFields ?? {}), ...a.fields };
+  const { dataset, encoding } = await loadDataset(a.data, {
+    ...readerOptions(fields), encoding: model.target, outputsHint: model.outputs, inputsHint: model.inputs,
+  });
+  if (encoding.outputs !== model.outputs)
+    throw new DataError(`targets need ${encoding.outputs} outputs, but the model has ${model.outputs}`, displayName(a.data));
+  const trainer = new Trainer(model, { threads: a.threads });
+  let metrics;
+  try {
+    metrics = await trainer.evaluate(dataset);
+  } finally {
+    await trainer.close();
+  }
+  const out = model.forward(dataset.x.subarray(0, dataset.size * dataset.inputDim), dataset.size);
+  const m = model.outputs;
+  const result: Record<string, unknown> = { loss: metrics.loss, samples: dataset.size };
+  const kind = encoding.kind;
+  if (kind === 'regression') {
+    let se = 0, ae = 0;
+    for (let i = 0; i < dataset.size * m; i++) {
+      const e = out[i] - dataset.y[i];
+      se += e * e;
+      ae += Math.abs(e);
+    }
+    result.mse = se / (dataset.size * m);
+    result.mae = ae / (dataset.size * m);
+  } else {
+    const k = kind === 'binary' ? 2 : m;
+    const classes = encoding.classes ?? Array.from({ length: k }, (_, i) => i);
+    const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+    for (let i = 0; i < dataset.size; i++) {
+      const row = out.subarray(i * m, (i + 1) * m);
+      const yRow = dataset.y.subarray(i * m, (i + 1) * m);
+      const pred = kind === 'binary' ? (row[0] >= 0.5 ? 1 : 0) : argmax(row);
+      const truth = kind === 'binary' ? (yRow[0] >= 0.5 ? 1 : 0) : argmax(yRow);
+      confusion[truth][pred]++;
+    }
+    const precision = classes.map((_, c) => ratio(confusion[c][c], confusion.reduce((s, r) => s + r[c], 0)));
+    const recall = classes.map((_, c) => ratio(confusion[c][c], confusion[c].reduce((s, v) => s + v, 0)));
+    result.accuracy = confusion.reduce((s, r, c) => s + r[c], 0) / dataset.size;
+    Object.assign(result, { classes, precision, recall, confusion });
+  }
+  if (a.json) {
+    io.stdout.write(JSON.stringify(result) + '\n');
+    return;
+  }
+  io.stdout.write(formatEvaluation(result, kind) + '\n');
+}
+
+function formatEvaluation(r: Record<string, unknown>, kind: string): string {
+  const lines = [`samples   ${r.samples}`, `loss      ${(r.loss as number).toFixed(6)}`];
+  if (kind === 'regression') {
+    lines.push(`mse       ${(r.mse as number).toFixed(6)}`, `mae       ${(r.mae as number).toFixed(6)}`);
+    return lines.join('\n');
+  }
+  lines.push(`accuracy  ${(100 * (r.accuracy as number)).toFixed(2)}%`, '');
+  const classes = (r.classes as (string | number)[]).map(String);
+  const precision = r.precision as (number | null)[], recall = r.recall as (number | null)[];
+  const confusion = r.confusion as number[][];
+  const w = Math.max(5, ...classes.map((c) => c.length));
+  const cell = (s: string, width = 9) => s.padStart(width);
+  const pcts = (v: number | null) => (v === null ? '-' : `${(100 * v).toFixed(1)}%`);
+  lines.push(`${'class'.padEnd(w)} ${cell('precision', 10)} ${cell('recall')}`);
+  classes.forEach((c, i) => lines.push(`${c.padEnd(w)} ${cell(pcts(precision[i]), 10)} ${cell(pcts(recall[i]))}`));
+  lines.push('', `confusion matrix (rows: true class, columns: predicted)`);
+  const cw = Math.max(6, ...classes.map((c) => c.length + 1), ...confusion.flat().map((v) => String(v).length + 1));
+  lines.push(`${''.padEnd(w)} ${classes.map((c) => c.padStart(cw)).join('')}`);
+  classes.forEach((c, i) => lines.push(`${c.padEnd(w)} ${confusion[i].map((v) => String(v).padStart(cw)).join('')}`));
+  return lines.join('\n');
+}
+
+const ratio = (a: number, b: number): number | null => (b === 0 ? null : a / b);
+
+function argmax(a: ArrayLike<number>): number {
+  let best = 0;
+  for (let j = 1; j < a.length; j++) if (a[j] > a[best]) best = j;
+  return best;
+}
+
+function readerOptions(f: InputFields): ReaderOptions {
+  return { xField: f.xField, yField: f.yField, features: f.features, label: f.label };
+}
+
+function displayName(file: string): string {
+  return file === '-' ? '<stdin>' : file;
+}
+
+let tempCounter = 0;
+function tempName(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${tempCounter++}.tmp`);
+}
+
+export function describeNet(model: Model): string {
+  const acts = model.activations;
+  const hidden = acts.length > 1 ? `${acts[0]} hidden, ` : '';
+  return `${model.sizes.join('-')} (${hidden}${acts.at(-1)} output, ${model.loss}, ${model.parameterCount} parameters)`;
+}
+
+function describeTarget(t: TargetInfo): string {
+  if (t.kind === 'regression') return `${t.outputs} regression value${t.outputs > 1 ? 's' : ''}`;
+  if (t.kind === 'binary') return 'binary labels 0/1';
+  return `${t.outputs} classes`;
+}
+
+export { modelToText, writeFileAtomic };

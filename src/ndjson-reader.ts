@@ -1,0 +1,281 @@
+// The NDJSON data reader: streams one validated record per non-blank line of a file (or stdin),
+// with the 1-based physical line number of each record, in constant memory.
+//
+// Accepted layouts of a line:
+//   vector form  {"x": [0.1, 0.2], "y": 1}            (field names set by xField / yField)
+//   record form  {"age": 31, "income": 2.5, "species": "cat"}   (features + label)
+// The target may be a finite number, an array of finite numbers or a string label. Any problem is a
+// DataError pointing at `file:line` and naming the field, e.g. `train.ndjson:37: x has 3 values,
+// expected 4`.
+//
+// Why not the `ndjson` package (a dependency of the project): its parser (2.0.0) reports no line
+// numbers, keeps emitting rows after a bad line and stops early at a `null` line. Why not
+// `node:readline`: it also splits at a lone '\r' (so physical line numbers can drift) and has a
+// history of not forwarding input-stream errors to its async iterator. A small splitter over the
+// stream's own async iterator is simpler: every error (missing file, corrupt gzip, bad line) rejects
+// the iteration, and leaving the loop destroys the streams.
+
+import { createReadStream } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
+import { pipeline, type Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { DataError, OptionError } from './errors.js';
+
+export interface ReaderOptions {
+  /** vector form: field holding the input vector. @default 'x' */
+  xField?: string;
+  /** field holding the target. @default 'y' */
+  yField?: string;
+  /** record form: named numeric input fields (then xField is not used); other fields ignored */
+  features?: string[];
+  /** record form: label field. @default yField */
+  label?: string;
+  /** When false, a missing target (absent field, or `null`) is allowed (predict); a present target
+   *  is still validated. @default true */
+  requireTarget?: boolean;
+}
+
+/** One data line: its 1-based physical line number, its inputs and its (validated) raw target. */
+export interface RawRecord {
+  line: number;
+  x: number[];
+  y: number | number[] | string | undefined;
+}
+
+/** The name used for `file` in messages and Dataset.source: the path as given, '<stdin>' for '-'. */
+export function sourceName(file: string): string {
+  return file === '-' ? '<stdin>' : file;
+}
+
+/** Whether a file name asks for transparent gunzip (`train.ndjson.gz`). */
+export function isGzipName(file: string): boolean {
+  return file !== '-' && /\.gz$/i.test(file);
+}
+
+interface Resolved {
+  xField: string;
+  labelField: string;
+  features: string[] | undefined;
+  requireTarget: boolean;
+}
+
+function resolveOptions(o: ReaderOptions): Resolved {
+  const name = (key: 'xField' | 'yField' | 'label', v: unknown, dflt: string): string => {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'string' || v === '') throw new OptionError(key, v, 'a non-empty field name');
+    return v;
+  };
+  const xField = name('xField', o.xField, 'x');
+  const yField = name('yField', o.yField, 'y');
+  const labelField = name('label', o.label, yField);
+  let features: string[] | undefined;
+  if (o.features !== undefined) {
+    if (!Array.isArray(o.features) || o.features.length === 0 || !o.features.every((f) => typeof f === 'string' && f !== ''))
+      throw new OptionError('features', o.features, 'a non-empty array of field names');
+    features = [...o.features];
+  }
+  if (o.requireTarget !== undefined && typeof o.requireTarget !== 'boolean')
+    throw new OptionError('requireTarget', o.requireTarget, 'a boolean');
+  return { xField, labelField, features, requireTarget: o.requireTarget ?? true };
+}
+
+/**
+ * Streams records from an NDJSON file; file '-' reads process.stdin. Constant memory.
+ * Files named `*.gz` are gunzipped. Options are checked at once (OptionError); everything else
+ * (missing file, bad data, empty file) rejects the iteration with a DataError. Stopping early or
+ * failing closes the file before the iteration settles.
+ */
+export function readRecords(file: string, options: ReaderOptions = {}): AsyncGenerator<RawRecord> {
+  if (typeof file !== 'string' || file === '') throw new OptionError('file', file, "a file name or '-'");
+  return records(file, resolveOptions(options));
+}
+
+async function* records(file: string, opts: Resolved): AsyncGenerator<RawRecord> {
+  const name = sourceName(file);
+  let width = -1; // x length fixed by the first record
+  let count = 0;
+  for await (const { text, line } of physicalLines(file, name)) {
+    if (text.trim() === '') continue;
+    const rec = parseRecord(text, line, name, opts, width);
+    if (width < 0) width = rec.x.length;
+    count++;
+    yield rec;
+  }
+  if (count === 0) throw new DataError('no data rows (the input is empty or has only blank lines)', name);
+}
+
+const noop = (): void => {};
+
+/** Yields every physical line (without its '\n' or '\r\n'; BOM stripped from line 1). */
+async function* physicalLines(file: string, name: string): AsyncGenerator<{ text: string; line: number }> {
+  const stdin = file === '-';
+  const gz = isGzipName(file);
+  const raw: Readable = stdin ? process.stdin : createReadStream(file);
+  const owned: Readable[] = stdin ? [] : [raw];
+  let input = raw;
+  if (gz) {
+    const gunzip = createGunzip();
+    // pipeline forwards a read error of the file (ENOENT…) into gunzip, whose iterator rejects with it.
+    pipeline(raw, gunzip, noop);
+    owned.push(gunzip);
+    input = gunzip;
+  }
+  // A late 'error' after we stopped listening must not become an uncaught exception.
+  for (const s of owned) s.on('error', noop);
+
+  const decoder = new StringDecoder('utf8');
+  // Pieces of the current, unfinished line. Kept as a list and joined once the '\n' arrives, so a
+  // line spanning many chunks costs linear time.
+  let carry: string[] = [];
+  let line = 0;
+  // Plain-named input that starts with the gzip magic bytes is a likely mistake: say so.
+  let head: Buffer | undefined = gz ? undefined : Buffer.alloc(0);
+  try {
+    for await (const chunk of input as AsyncIterable<Buffer | string>) {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      if (head !== undefined) {
+        head = Buffer.concat([head, buf.subarray(0, 2 - head.length)]);
+        if (head.length >= 2) {
+          if (head[0] === 0x1f && head[1] === 0x8b) {
+            const fix = stdin ? 'decompress it first (gunzip -c FILE | …)' : 'name it with a .gz suffix so it is decompressed';
+            throw new DataError(`looks gzip-compressed (starts with the gzip magic bytes 1f 8b); ${fix}`, name, 1);
+          }
+          head = undefined;
+        }
+      }
+      const text = decoder.write(buf);
+      let start = 0;
+      let nl: number;
+      while ((nl = text.indexOf('\n', start)) !== -1) {
+        let piece = text.slice(start, nl);
+        if (carry.length > 0) {
+          piece = carry.join('') + piece;
+          carry = [];
+        }
+        line++;
+        yield { text: clean(piece, line), line };
+        start = nl + 1;
+      }
+      if (start < text.length) carry.push(text.slice(start));
+    }
+    const rest = carry.join('') + decoder.end();
+    // A last line without '\n' is still a line (a truncated one fails JSON.parse at its number).
+    if (rest !== '') {
+      line++;
+      yield { text: clean(rest, line), line };
+    }
+  } catch (e) {
+    throw streamError(e, name, line + 1);
+  } finally {
+    // Destroy and wait for 'close', so the file descriptor is released before the caller goes on.
+    await Promise.all(owned.map(destroyAndWait));
+  }
+}
+
+function clean(text: string, line: number): string {
+  if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  return text.endsWith('\r') ? text.slice(0, -1) : text;
+}
+
+function destroyAndWait(s: Readable): Promise<void> {
+  if (s.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    s.once('close', () => resolve());
+    s.destroy();
+  });
+}
+
+/** Turns a system or zlib error into a DataError naming the file; passes our own errors through. */
+function streamError(e: unknown, name: string, line: number): unknown {
+  if (e instanceof DataError || !(e instanceof Error)) return e;
+  const code = (e as NodeJS.ErrnoException).code;
+  if (typeof code !== 'string') return e;
+  if (code === 'ENOENT') return new DataError('no such file', name);
+  if (code === 'EISDIR') return new DataError('is a directory, not a data file', name);
+  if (code === 'EACCES' || code === 'EPERM') return new DataError('permission denied', name);
+  if (code.startsWith('Z_')) return new DataError(`invalid gzip data (${e.message})`, name, line);
+  return new DataError(`cannot read (${e.message})`, name);
+}
+
+// ---- one line → one record ----
+
+function parseRecord(text: string, line: number, name: string, opts: Resolved, width: number): RawRecord {
+  const fail = (msg: string): never => {
+    throw new DataError(msg, name, line);
+  };
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    const hint = /\b(NaN|-?Infinity)\b/.test(text) ? '; NaN and Infinity are not valid JSON numbers' : '';
+    return fail(`invalid JSON (${why})${hint}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(`expected a JSON object, got ${show(v)}`);
+  // Fields are read only as own properties, so a missing "constructor" or "__proto__" field is
+  // reported missing instead of picking up Object.prototype. Nothing is copied out of `v`.
+  const obj = v as Record<string, unknown>;
+  const get = (field: string): unknown => (Object.hasOwn(obj, field) ? obj[field] : undefined);
+  const has = (field: string): boolean => Object.hasOwn(obj, field);
+
+  let x: number[];
+  if (opts.features !== undefined) {
+    x = new Array<number>(opts.features.length);
+    for (let i = 0; i < opts.features.length; i++) {
+      const f = opts.features[i];
+      if (!has(f)) fail(`missing field ${JSON.stringify(f)}`);
+      x[i] = checkNumber(get(f), label(f), fail);
+    }
+  } else {
+    const xf = opts.xField;
+    if (!has(xf)) fail(`missing field ${JSON.stringify(xf)}`);
+    const xv = get(xf);
+    if (!Array.isArray(xv)) return fail(`${label(xf)} must be an array of numbers (got ${show(xv)})`);
+    if (xv.length === 0) fail(`${label(xf)} is an empty array`);
+    if (width >= 0 && xv.length !== width) fail(`${label(xf)} has ${xv.length} values, expected ${width}`);
+    for (let j = 0; j < xv.length; j++) checkNumber(xv[j], `${label(xf)}[${j}]`, fail);
+    x = xv as number[];
+  }
+
+  const yf = opts.labelField;
+  let y: RawRecord['y'];
+  if (!has(yf) || (get(yf) === null && !opts.requireTarget)) {
+    if (opts.requireTarget) fail(`missing field ${JSON.stringify(yf)}`);
+    y = undefined;
+  } else {
+    y = checkTarget(get(yf), label(yf), fail);
+  }
+  return { line, x, y };
+}
+
+function checkNumber(v: unknown, what: string, fail: (msg: string) => never): number {
+  if (typeof v !== 'number') return fail(`${what} is not a number (got ${show(v)})`);
+  // JSON.parse turns out-of-range literals such as 1e400 into ±Infinity.
+  if (!Number.isFinite(v)) return fail(`${what} is not finite (the value overflows a 64-bit float)`);
+  return v;
+}
+
+function checkTarget(v: unknown, what: string, fail: (msg: string) => never): number | number[] | string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number') return checkNumber(v, what, fail);
+  if (Array.isArray(v)) {
+    if (v.length === 0) fail(`${what} is an empty array`);
+    for (let j = 0; j < v.length; j++) checkNumber(v[j], `${what}[${j}]`, fail);
+    return v as number[];
+  }
+  return fail(`${what} must be a number, an array of numbers or a string label (got ${show(v)})`);
+}
+
+/** A field name as it appears in messages: bare when it is a plain identifier, else quoted. */
+function label(field: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(field) ? field : JSON.stringify(field);
+}
+
+/** A short rendering of a parsed JSON value for messages. */
+function show(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);
+  return String(v);
+}

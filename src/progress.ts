@@ -1,0 +1,66 @@
+// Progress reporting for the CLI: a live line on a TTY, plain lines when piped, nothing with --quiet.
+// Writes to stderr so that stdout stays clean for --json and predictions.
+
+import type { EpochStats, StepProgress } from './trainer.js';
+
+export interface ProgressSink {
+  step(p: StepProgress): void;
+  epoch(e: EpochStats, epochs: number): void;
+  done(): void;
+}
+
+const fmt = (v: number | undefined, digits = 4): string => (v === undefined ? '-' : v.toFixed(digits));
+const pct = (v: number | undefined): string => (v === undefined ? '-' : `${(100 * v).toFixed(2)}%`);
+const rate = (v: number): string => Math.round(v).toLocaleString('en-US');
+
+function clock(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '--:--';
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  return `${h > 0 ? `${h}:${String(m).padStart(2, '0')}` : m}:${String(r).padStart(2, '0')}`;
+}
+
+export function epochLine(e: EpochStats, epochs: number): string {
+  const parts = [`epoch ${e.epoch}/${epochs}`, `loss ${fmt(e.loss)}`];
+  if (e.accuracy !== undefined) parts.push(`acc ${pct(e.accuracy)}`);
+  if (e.valLoss !== undefined) parts.push(`val_loss ${fmt(e.valLoss)}`);
+  if (e.valAccuracy !== undefined) parts.push(`val_acc ${pct(e.valAccuracy)}`);
+  parts.push(`${rate(e.samplesPerSec)} samples/s`, `${e.seconds.toFixed(2)}s`);
+  return parts.join('  ');
+}
+
+export function makeProgress(stream: NodeJS.WriteStream, quiet: boolean): ProgressSink {
+  if (quiet) return { step() {}, epoch() {}, done() {} };
+  if (!stream.isTTY) {
+    return {
+      step() {},
+      epoch(e, epochs) { stream.write(epochLine(e, epochs) + '\n'); },
+      done() {},
+    };
+  }
+  // On a terminal: redraw one line at most 10 times a second; epoch summaries stay on screen.
+  let last = 0;
+  let started = performance.now();
+  let live = false;
+  const clear = () => { if (live) stream.write('\r\x1b[2K'); live = false; };
+  return {
+    step(p) {
+      if (p.step === 1) started = performance.now();
+      const now = performance.now();
+      if (now - last < 100 && p.step !== p.steps) return;
+      last = now;
+      const width = 20;
+      const filled = Math.round((width * p.step) / p.steps);
+      const elapsed = (now - started) / 1000;
+      const eta = ((p.epochs - p.epoch) * p.steps + (p.steps - p.step)) * (elapsed / p.step);
+      const line = `epoch ${p.epoch}/${p.epochs} [${'='.repeat(filled)}${' '.repeat(width - filled)}] ${p.step}/${p.steps}  loss ${fmt(p.loss)}  ${rate(p.samplesPerSec)} samples/s  ETA ${clock(eta)}`;
+      stream.write('\r\x1b[2K' + line.slice(0, Math.max(20, (stream.columns ?? 120) - 1)));
+      live = true;
+    },
+    epoch(e, epochs) {
+      clear();
+      stream.write(epochLine(e, epochs) + '\n');
+    },
+    done() { clear(); },
+  };
+}
