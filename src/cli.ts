@@ -70,6 +70,12 @@ function threads(raw: Raw): number | 'auto' {
   return num(raw, 'threads', { int: true, min: 1, max: 256 })!;
 }
 
+function checkpointEvery(raw: Raw): number | undefined {
+  const n = num(raw, 'checkpoint-every', { int: true, min: 1 });
+  if (n !== undefined && raw.checkpoint === undefined) throw new UsageError('--checkpoint-every needs --checkpoint FILE');
+  return n;
+}
+
 function fields(raw: Raw): InputFields {
   const f: InputFields = {};
   const xField = str(raw, 'x-field'), yField = str(raw, 'y-field'), label = str(raw, 'label');
@@ -142,8 +148,13 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('patience', { describe: 'Stop after N epochs without a better validation loss; keep the best weights', requiresArg: true })
         .option('metrics', { describe: 'Write one JSON line per epoch to this file', requiresArg: true })
         .option('normalize', { describe: "'standard': per-feature mean/std from the training data, stored in the model", requiresArg: true })
+        .option('checkpoint', { describe: 'Write a checkpoint here after every epoch and on SIGINT/SIGTERM', requiresArg: true })
+        .option('checkpoint-every', { describe: 'Also checkpoint every N steps', requiresArg: true })
+        .option('resume', { describe: 'Continue from a checkpoint (same command, data and options)', requiresArg: true })
+        .option('clip-norm', { describe: 'Clip the gradient to this L2 norm', requiresArg: true })
         .option('json', { type: 'boolean', describe: 'Print a final summary as one JSON line on stdout' })
         .option('quiet', { type: 'boolean', describe: 'No progress output' })
+        .example('$0 train --data big.ndjson --hidden-layers 128,64 --checkpoint run.ckpt --out model.json', 'Ctrl-C, then the same command with --resume run.ckpt continues exactly')
         .example('$0 train --data data/tutorial-train.ndjson --layers 2,3,2,1 --hidden sigmoid --output sigmoid --lr 0.5 --momentum 0.9 --batch 16 --epochs 60 --out model.json', "the tutorial's network")
         .example('$0 train --data iris.ndjson --features sepal_length,sepal_width --label species --hidden-layers 16 --optimizer adam --validation-split 0.2 --normalize standard', 'record form, string labels'),
       run((raw) => {
@@ -186,6 +197,10 @@ export function buildParser(argv: string[], io: Io): Argv {
           validation, validationSplit, patience,
           metrics: str(raw, 'metrics'),
           normalize: choice(raw, 'normalize', ['standard'] as const),
+          checkpoint: str(raw, 'checkpoint'),
+          checkpointEvery: checkpointEvery(raw),
+          resume: str(raw, 'resume'),
+          clipNorm: num(raw, 'clip-norm', { gt: 0 }),
           json: raw.json === true,
           quiet: raw.quiet === true,
         }, io);
@@ -232,19 +247,43 @@ class RuntimeExit extends Error {
   }
 }
 
-/** Runs the CLI; resolves with the exit code. */
+/** The reason an interrupted run was aborted with. */
+export class Interrupted extends Error {
+  constructor(readonly signalName: 'SIGINT' | 'SIGTERM') {
+    super(`interrupted by ${signalName}`);
+    this.name = 'AbortError';
+  }
+  get exitCode(): number {
+    return this.signalName === 'SIGINT' ? 130 : 143;
+  }
+}
+
+/** Runs the CLI; resolves with the exit code. SIGINT/SIGTERM abort training at the next step
+ *  (the checkpoint, when asked for, is written first) and give exit codes 130/143. */
 export async function main(argv: string[], io: Io): Promise<number> {
+  const controller = new AbortController();
+  const onSignal = (name: 'SIGINT' | 'SIGTERM') => () => controller.abort(new Interrupted(name));
+  const onInt = onSignal('SIGINT'), onTerm = onSignal('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
   try {
-    await buildParser(argv, io).parseAsync();
+    await buildParser(argv, { ...io, signal: controller.signal }).parseAsync();
     return 0;
   } catch (err) {
     if (err instanceof RuntimeExit) return err.code;
+    if (err instanceof Interrupted) {
+      io.stderr.write(`bptrain: ${err.message}; nothing was written to --out${argv.includes('--checkpoint') || argv.includes('--resume') ? ', the checkpoint is up to date' : ''}\n`);
+      return err.exitCode;
+    }
     const usage = err instanceof UsageError || (err as Error)?.name === 'YError';
     const message = (err as Error)?.message ?? String(err);
     io.stderr.write(`bptrain: ${message}\n`);
     if (usage) io.stderr.write(`Run 'bptrain ${argv.find((a) => !a.startsWith('-')) ?? ''} --help' for the options and examples.\n`.replace('  ', ' '));
     if (process.env.BPTRAIN_DEBUG === '1' && err instanceof Error && err.stack) io.stderr.write(err.stack + '\n');
     return usage ? 2 : 1;
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
   }
 }
 

@@ -24,6 +24,8 @@ export interface Io {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WriteStream;
   stdin: NodeJS.ReadableStream;
+  /** Aborted on SIGINT/SIGTERM (wired by cli.ts); training stops at the next step boundary. */
+  signal?: AbortSignal;
 }
 
 export interface InitArgs {
@@ -65,6 +67,10 @@ export interface TrainArgs {
   patience?: number;
   metrics?: string;
   normalize?: 'standard';
+  checkpoint?: string;
+  checkpointEvery?: number;
+  resume?: string;
+  clipNorm?: number;
   json: boolean;
   quiet: boolean;
 }
@@ -111,11 +117,14 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   if (a.normalize === 'standard') model.normalization = computeNormalization(train.x, train.size, train.inputDim);
 
   const progress = makeProgress(io.stderr, a.quiet || a.json);
-  if (a.metrics !== undefined) await fsp.writeFile(a.metrics, '');
+  // A resumed run appends to the metrics of the run it continues.
+  if (a.metrics !== undefined && a.resume === undefined) await fsp.writeFile(a.metrics, '');
   const trainer = new Trainer(model, { threads: a.threads });
   const fit: FitOptions = {
     epochs: a.epochs, batchSize: a.batch, optimizer: a.optimizer, lr: a.lr, seed: a.seed, shuffle: a.shuffle,
-    validation, patience: a.patience,
+    validation, patience: a.patience, signal: io.signal,
+    // A resumed run keeps checkpointing to the file it resumed from unless told otherwise.
+    checkpoint: a.checkpoint ?? a.resume, checkpointEvery: a.checkpointEvery, resume: a.resume, clipNorm: a.clipNorm,
     ...(a.optimizer === 'sgd' && a.momentum !== undefined ? { momentum: a.momentum } : {}),
     onStep: (p) => progress.step(p),
     onEpoch: async (e) => {

@@ -10,3 +10,5 @@ export { OptionError, DataError, ModelFormatError, NumericError, WorkerError } f
 export type { HiddenActivation, OutputActivation, Activation, Loss } from './layout.js';
 export { paramViews } from './layout.js';
 export type { ParamViews, NetSpec } from './layout.js';
+export { loadCheckpoint, saveCheckpoint, CheckpointError } from './checkpoint.js';
+export type { Checkpoint } from './checkpoint.js';

@@ -35,7 +35,7 @@ export class Rng {
 
   /** The generator's state, to store in a checkpoint and give back to `new Rng(state)`. */
   state(): RngState {
-    return [this.s0, this.s1, this.s2, this.s3];
+    return [this.s0 >>> 0, this.s1 >>> 0, this.s2 >>> 0, this.s3 >>> 0];
   }
 
   /** A uniform 32-bit unsigned integer. */

@@ -3,6 +3,11 @@
 //
 //   BPTRAIN_TEST_DELAY_MS=N   each task sleeps a pseudo-random 0..N ms first, so workers finish
 //                             out of order (determinism tests).
+//   BPTRAIN_TEST_FAULT=K@S    the worker that runs the first chunks of global step S (0-based)
+//                             fails there: K = throw | exit | oom.
+//   BPTRAIN_TEST_KILL_AFTER_CHECKPOINT=S
+//                             the main thread kills its own process with SIGKILL right after the
+//                             checkpoint written at global step S (a real kill -9 at a known point).
 
 import type { WorkerTask } from './protocol.js';
 
@@ -24,12 +29,41 @@ function hash(a: number, b: number): number {
 
 function makeHooks(): Hooks | null {
   const delay = Number(process.env.BPTRAIN_TEST_DELAY_MS ?? 0);
-  if (!(delay > 0)) return null;
+  const fault = /^(throw|exit|oom)@(\d+)$/.exec(process.env.BPTRAIN_TEST_FAULT ?? '');
+  if (!(delay > 0) && fault === null) return null;
   return {
     beforeTask(task) {
-      sleepSync(hash(task.step, task.chunkBegin) % (delay + 1));
+      if (delay > 0) sleepSync(hash(task.step, task.chunkBegin) % (delay + 1));
+      if (fault === null || task.kind !== 'grad' || task.chunkBegin !== 0 || task.step !== Number(fault[2])) return;
+      switch (fault[1]) {
+        case 'throw':
+          throw new Error(`injected fault at step ${task.step}`);
+        case 'exit':
+          process.exit(3);
+        // eslint-disable-next-line no-fallthrough
+        case 'oom': {
+          const hog: number[][] = [];
+          for (;;) hog.push(new Array(1 << 20).fill(hog.length));
+        }
+      }
     },
   };
 }
 
 export const testHooks: Hooks | null = makeHooks();
+
+interface MainHooks {
+  afterCheckpoint(globalStep: number): void;
+}
+
+function makeMainHooks(): MainHooks | null {
+  const at = process.env.BPTRAIN_TEST_KILL_AFTER_CHECKPOINT;
+  if (at === undefined || at === '') return null;
+  return {
+    afterCheckpoint(globalStep) {
+      if (globalStep === Number(at)) process.kill(process.pid, 'SIGKILL');
+    },
+  };
+}
+
+export const mainHooks: MainHooks | null = makeMainHooks();

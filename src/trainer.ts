@@ -12,7 +12,7 @@
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { Model } from './model.js';
+import { Model, computeGradient } from './model.js';
 import { Dataset, checkDatasetFits, toShared } from './dataset.js';
 import { Context, MAX_CHUNKS, chunkCount, chunkSizeFor, makeContext, allFinite, runChunks } from './engine.js';
 import { STATS_PER_CHUNK, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
@@ -21,11 +21,19 @@ import { Rng } from './rng.js';
 import { NumericError, OptionError, WorkerError, describe } from './errors.js';
 import { sharedFloat64 } from './layout.js';
 import { Act } from './layout.js';
+import {
+  CHECKPOINT_FORMAT, CHECKPOINT_VERSION, Checkpoint, CheckpointError, RunSettings, checkCheckpoint, compareCheckpoint,
+  decodeFloat64, decodeInt32, encodeFloat64, encodeInt32, hashDataset, loadCheckpoint, saveCheckpoint,
+} from './checkpoint.js';
+import { mainHooks } from './testhooks.js';
 
 export interface TrainerOptions {
   /** Worker threads: a number ≥ 1, or 'auto' (one thread for networks too small to gain from more,
    *  else up to the available cores). @default 'auto' */
   threads?: number | 'auto';
+  /** Heap limit of each worker thread in MiB: a worker that runs out is ended and fit rejects,
+   *  instead of the whole process running out of memory. @default Node's default */
+  workerHeapMb?: number;
 }
 
 export interface FitOptions {
@@ -64,6 +72,16 @@ export interface FitOptions {
   onEpoch?: (stats: EpochStats) => void | Promise<void>;
   /** Called after every step (keep it cheap). */
   onStep?: (progress: StepProgress) => void;
+  /** Write a checkpoint to this file after every epoch, every `checkpointEvery` steps, and when
+   *  the fit is aborted (see checkpoint.ts). Written atomically. */
+  checkpoint?: string;
+  /** Also write the checkpoint every N steps. */
+  checkpointEvery?: number;
+  /** Continue from a checkpoint (its file, or the object from loadCheckpoint). The model, data and
+   *  options must be the ones it was written with; anything else is refused, saying what differs. */
+  resume?: string | Checkpoint;
+  /** Clip the batch-mean gradient to this L2 norm before the optimizer step. */
+  clipNorm?: number;
 }
 
 export interface ResolvedFitOptions {
@@ -77,6 +95,10 @@ export interface ResolvedFitOptions {
   signal?: AbortSignal;
   onEpoch?: (stats: EpochStats) => void | Promise<void>;
   onStep?: (progress: StepProgress) => void;
+  checkpoint?: string;
+  checkpointEvery?: number;
+  resume?: string | Checkpoint;
+  clipNorm?: number;
 }
 
 export interface EpochStats {
@@ -136,6 +158,7 @@ let nextTrainerId = 0;
 export class Trainer {
   readonly model: Model;
   private readonly threadsOption: number | 'auto';
+  private readonly workerHeapMb: number | undefined;
   private pool: Piscina | null = null;
   private poolSize = 0;
   private readonly id = `t${process.pid}.${nextTrainerId++}`;
@@ -148,8 +171,11 @@ export class Trainer {
     const threads = options.threads ?? 'auto';
     if (threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1 && threads <= 256))
       throw new OptionError('threads', threads, "an integer from 1 to 256, or 'auto'");
+    const heap = options.workerHeapMb;
+    if (heap !== undefined && !(Number.isInteger(heap) && heap >= 16)) throw new OptionError('workerHeapMb', heap, 'an integer ≥ 16');
     this.model = model;
     this.threadsOption = threads;
+    this.workerHeapMb = heap;
   }
 
   /** Trains the model in place and resolves with the per-epoch history. */
@@ -224,6 +250,7 @@ export class Trainer {
       maxThreads: threads,
       concurrentTasksPerWorker: 1,
       idleTimeout: Number.MAX_SAFE_INTEGER,
+      ...(this.workerHeapMb !== undefined ? { resourceLimits: { maxOldGenerationSizeMb: this.workerHeapMb } } : {}),
     });
     this.poolSize = threads;
     return this.pool;
@@ -329,15 +356,27 @@ export class Trainer {
     const layout = model.layout;
     checkDatasetFits(data, model.inputs, model.outputs);
     if (opts.validation !== undefined) checkDatasetFits(opts.validation, model.inputs, model.outputs, 'validation');
+    const N = data.size;
+    const B = Math.min(opts.batchSize, N);
+    const stride = layout.stride;
+    const settings: RunSettings = {
+      epochs: opts.epochs, batchSize: opts.batchSize, shuffle: opts.shuffle, seed: opts.seed,
+      optimizer: opts.optimizer, patience: opts.patience ?? null, validation: opts.validation !== undefined,
+    };
+    const dataHash = opts.checkpoint !== undefined || opts.resume !== undefined ? hashDataset(data) : '';
+    const resume = opts.resume === undefined ? undefined
+      : typeof opts.resume === 'string' ? await loadCheckpoint(opts.resume) : checkCheckpoint(opts.resume);
+    if (resume !== undefined) {
+      const diffs = compareCheckpoint(resume, layout.spec, settings, dataHash);
+      if (diffs.length > 0)
+        throw new CheckpointError(`cannot resume: this run differs from the checkpoint's — ${diffs.join('; ')}`, typeof opts.resume === 'string' ? opts.resume : undefined);
+    }
     opts.signal?.throwIfAborted();
 
     const train = this.shareData(data);
     const validation = opts.validation !== undefined ? this.shareData(opts.validation) : undefined;
-    const N = train.size;
-    const B = Math.min(opts.batchSize, N);
     const chunkSize = chunkSizeFor(B);
     const maxChunks = chunkCount(B, chunkSize);
-    const stride = layout.stride;
     const threads = this.threadsFor(B);
     const order = identityOrder(N);
     const buffers: SharedBuffers = {
@@ -349,30 +388,77 @@ export class Trainer {
       y: train.y.buffer as SharedArrayBuffer,
       order: order.buffer as SharedArrayBuffer,
     };
-    await this.ensurePool(threads);
     const ctx = makeContext(layout.spec, buffers, layout);
     const contextId = `${this.id}.f${this.contextCounter++}`;
     const stats = ctx.stats;
     const gradSum = ctx.gradSum;
-    const optState: OptimizerState = makeOptimizerState(opts.optimizer, stride);
-    const rng = new Rng(opts.seed);
     const steps = Math.ceil(N / B);
     const units = accuracyUnits(model);
     const monitorVal = validation !== undefined;
+
+    // Everything a checkpoint captures, so that a resumed run continues with the same bits.
+    const optState: OptimizerState = makeOptimizerState(opts.optimizer, stride);
+    let rng = new Rng(opts.seed);
     const history: History = { epochs: [], stoppedEarly: false, bestEpoch: 0 };
     let best = Infinity;
     let bestParams: Float64Array | null = null;
     let sinceBest = 0;
     let globalStep = 0;
-    let lastYield = performance.now();
+    let firstEpoch = 1;
+    let firstStep = 0;
+    let lossSum = 0, correct = 0;
+    if (resume !== undefined) {
+      const file = typeof opts.resume === 'string' ? opts.resume : undefined;
+      model.params.set(decodeFloat64(resume.params, stride, 'params', file));
+      if (resume.optimizerBuffers.length !== optState.buffers.length) throw new CheckpointError('optimizer state does not match the optimizer', file);
+      resume.optimizerBuffers.forEach((b, i) => optState.buffers[i].set(decodeFloat64(b, stride, 'optimizer state', file)));
+      optState.step = resume.optimizerStep;
+      rng = new Rng(resume.rng);
+      order.set(decodeInt32(resume.order, N, 'order', file));
+      history.epochs.push(...resume.history);
+      history.bestEpoch = resume.bestEpoch;
+      best = resume.best ?? Infinity;
+      sinceBest = resume.sinceBest;
+      bestParams = resume.bestParams === null ? null : decodeFloat64(resume.bestParams, stride, 'best params', file);
+      globalStep = resume.globalStep;
+      firstEpoch = resume.epoch;
+      firstStep = resume.step;
+      lossSum = resume.epochLoss;
+      correct = resume.epochCorrect;
+    }
+    const snapshot = (epoch: number, step: number): Checkpoint => ({
+      format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, spec: layout.spec, settings, dataHash,
+      epoch, step, globalStep,
+      params: encodeFloat64(model.params),
+      optimizerStep: optState.step, optimizerBuffers: optState.buffers.map(encodeFloat64),
+      rng: rng.state(), order: encodeInt32(order),
+      epochLoss: lossSum, epochCorrect: correct,
+      history: history.epochs, best: Number.isFinite(best) ? best : null, sinceBest, bestEpoch: history.bestEpoch,
+      bestParams: bestParams === null ? null : encodeFloat64(bestParams),
+    });
+    const writeCheckpoint = async (epoch: number, step: number): Promise<void> => {
+      if (opts.checkpoint === undefined) return;
+      await saveCheckpoint(opts.checkpoint, snapshot(epoch, step));
+      mainHooks?.afterCheckpoint(globalStep);
+    };
 
-    for (let epoch = 1; epoch <= opts.epochs; epoch++) {
+    await this.ensurePool(threads);
+    let lastYield = performance.now();
+    for (let epoch = firstEpoch; epoch <= opts.epochs; epoch++) {
       const t0 = performance.now();
-      for (let i = 0; i < N; i++) order[i] = i;
-      if (opts.shuffle) rng.shuffle(order);
-      let lossSum = 0, correct = 0;
-      for (let step = 0; step < steps; step++) {
-        opts.signal?.throwIfAborted();
+      const resumedMidEpoch = epoch === firstEpoch && firstStep > 0;
+      if (!resumedMidEpoch) {
+        for (let i = 0; i < N; i++) order[i] = i;
+        if (opts.shuffle) rng.shuffle(order);
+        lossSum = 0;
+        correct = 0;
+      }
+      const stepBegin = resumedMidEpoch ? firstStep : 0;
+      for (let step = stepBegin; step < steps; step++) {
+        if (opts.signal?.aborted) {
+          await writeCheckpoint(epoch, step);
+          opts.signal.throwIfAborted();
+        }
         const start = step * B;
         const size = Math.min(B, N - start);
         const chunks = chunkCount(size, chunkSize);
@@ -380,22 +466,31 @@ export class Trainer {
         try {
           finite = await this.runBatch('grad', ctx, buffers, contextId, start, size, chunkSize, threads, globalStep);
         } catch (err) {
+          // The failed worker is gone or may be in any state: end the pool (waiting for every
+          // thread to stop) so that nothing can still write the shared buffers, and start afresh
+          // on the next fit. The weights are untouched: the optimizer step was not applied.
+          await this.destroyPool();
           throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${(err as Error)?.message ?? String(err)}`, epoch, step + 1, { cause: err });
         }
-        let batchLoss = 0;
+        let batchLoss = 0, batchCorrect = 0;
         for (let c = 0; c < chunks; c++) {
           batchLoss += stats[c * STATS_PER_CHUNK];
-          correct += stats[c * STATS_PER_CHUNK + 1];
+          batchCorrect += stats[c * STATS_PER_CHUNK + 1];
         }
-        if (!Number.isFinite(batchLoss) || !finite)
-          throw new NumericError(`non-finite ${Number.isFinite(batchLoss) ? 'gradient' : 'loss'} in epoch ${epoch}, step ${step + 1}; the weights are those from before this step`, epoch, step + 1);
+        if (!Number.isFinite(batchLoss) || !finite) {
+          const where = locateNonFinite(model, data, order, start, size);
+          throw new NumericError(`non-finite ${Number.isFinite(batchLoss) ? 'gradient' : 'loss'} in epoch ${epoch}, step ${step + 1}${where}; training stopped and the weights are those from before this step (try a lower learning rate, --normalize standard, or --clip-norm)`, epoch, step + 1);
+        }
+        if (opts.clipNorm !== undefined) clipGradient(gradSum, size, opts.clipNorm);
         optimizerStep(opts.optimizer, optState, model.params, gradSum, size);
         lossSum += batchLoss;
+        correct += batchCorrect;
         globalStep++;
         if (opts.onStep !== undefined) {
           const done = start + size;
-          opts.onStep({ epoch, epochs: opts.epochs, step: step + 1, steps, loss: lossSum / done, samplesPerSec: done / ((performance.now() - t0) / 1000) });
+          opts.onStep({ epoch, epochs: opts.epochs, step: step + 1, steps, loss: lossSum / done, samplesPerSec: (done - stepBegin * B) / ((performance.now() - t0) / 1000) });
         }
+        if (opts.checkpointEvery !== undefined && globalStep % opts.checkpointEvery === 0 && step + 1 < steps) await writeCheckpoint(epoch, step + 1);
         // Keep the event loop responsive when the steps run on this thread.
         if (threads <= 1 && performance.now() - lastYield > 1) {
           await yieldToEventLoop();
@@ -403,7 +498,7 @@ export class Trainer {
         }
       }
       const trainSeconds = (performance.now() - t0) / 1000;
-      const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: N / trainSeconds, seconds: 0, steps };
+      const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: (N - stepBegin * B) / trainSeconds, seconds: 0, steps };
       if (units > 0) stats1.accuracy = correct / (N * units);
       if (validation !== undefined) {
         const m = await this.evaluateShared(validation, this.threadsFor(EVAL_CHUNK * 4));
@@ -412,9 +507,9 @@ export class Trainer {
       }
       stats1.seconds = (performance.now() - t0) / 1000;
       history.epochs.push(stats1);
-      await opts.onEpoch?.(stats1);
 
       const monitored = monitorVal ? stats1.valLoss! : stats1.loss;
+      let stop = false;
       if (monitored < best) {
         best = monitored;
         history.bestEpoch = epoch;
@@ -422,13 +517,45 @@ export class Trainer {
         if (opts.patience !== undefined) bestParams = Float64Array.from(model.params);
       } else if (opts.patience !== undefined && ++sinceBest >= opts.patience) {
         history.stoppedEarly = epoch < opts.epochs;
-        break;
+        stop = true;
       }
+      // The epoch is complete: the checkpoint points at the start of the next one.
+      lossSum = 0;
+      correct = 0;
+      await writeCheckpoint(epoch + 1, 0);
+      await opts.onEpoch?.(stats1);
+      if (stop) break;
       await yieldToEventLoop();
     }
     if (opts.patience !== undefined && bestParams !== null) model.params.set(bestParams);
     else history.bestEpoch = history.epochs.length;
     return history;
+  }
+}
+
+/** Finds the first sample of a minibatch whose loss or gradient is not finite, for the message. */
+function locateNonFinite(model: Model, data: Dataset, order: Int32Array, start: number, size: number): string {
+  const { inputDim: n0, targetDim: m } = data;
+  for (let s = 0; s < size; s++) {
+    const r = order[start + s];
+    const one: Dataset = { size: 1, inputDim: n0, targetDim: m, x: data.x.subarray(r * n0, (r + 1) * n0), y: data.y.subarray(r * m, (r + 1) * m) };
+    const { loss, grad } = computeGradient(model, one);
+    if (Number.isFinite(loss) && allFinite(grad)) continue;
+    const line = data.lines?.[r];
+    if (line === undefined) return ` (first at sample ${r})`;
+    return data.source !== undefined ? ` (first at the sample from ${data.source}:${line})` : ` (first at the sample from line ${line})`;
+  }
+  return '';
+}
+
+/** Scales the batch-mean gradient (gradSum / batch) down to an L2 norm of at most maxNorm. */
+function clipGradient(gradSum: Float64Array, batch: number, maxNorm: number): void {
+  let sq = 0;
+  for (let i = 0; i < gradSum.length; i++) sq += gradSum[i] * gradSum[i];
+  const norm = Math.sqrt(sq) / batch;
+  if (norm > maxNorm) {
+    const scale = maxNorm / norm;
+    for (let i = 0; i < gradSum.length; i++) gradSum[i] *= scale;
   }
 }
 
@@ -461,6 +588,11 @@ const number = (name: string, v: unknown, lo: number, hi: number, loOpen = false
   const ok = typeof v === 'number' && Number.isFinite(v) && (loOpen ? v > lo : v >= lo) && (hiOpen ? v < hi : v <= hi);
   if (!ok) throw new OptionError(name, v, `a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}`);
   return v as number;
+};
+
+const nonEmpty = (name: string, v: unknown): string => {
+  if (typeof v !== 'string' || v === '') throw new OptionError(name, v, 'a file name');
+  return v;
 };
 
 /** Checks every option and fills in the defaults; throws OptionError naming the option. */
@@ -509,5 +641,9 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
     signal: o.signal,
     onEpoch: o.onEpoch,
     onStep: o.onStep,
+    checkpoint: o.checkpoint === undefined ? undefined : nonEmpty('checkpoint', o.checkpoint),
+    checkpointEvery: o.checkpointEvery === undefined ? undefined : positiveInt('checkpointEvery', o.checkpointEvery, 1e9),
+    resume: o.resume === undefined ? undefined : typeof o.resume === 'string' ? nonEmpty('resume', o.resume) : o.resume,
+    clipNorm: o.clipNorm === undefined ? undefined : number('clipNorm', o.clipNorm, 0, Infinity, true),
   };
 }

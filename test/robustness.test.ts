@@ -1,0 +1,151 @@
+// Nothing lost: exact resume after kill -9, signals, the numeric guard, worker faults, clipping.
+// Real processes and real signals: the CLI is spawned, killed and resumed.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { Trainer, createModel, loadCheckpoint } from '../src/index.js';
+import { randomData } from './helpers.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const CLI = path.join(root, 'dist/src/cli.js');
+const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-robust-'));
+
+function bptrain(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+const tmpFiles = () => readdirSync(dir).filter((f) => f.endsWith('.tmp'));
+
+describe('exact resume: K steps straight = j steps, kill -9, resume for the rest', () => {
+  // 800 samples, batch 32: 25 steps per epoch, 3 epochs = 75 steps; Adam, so optimizer state matters.
+  const common = ['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '6,4', '--hidden', 'tanh',
+    '--optimizer', 'adam', '--lr', '0.01', '--batch', '32', '--epochs', '3', '--seed', '3', '--quiet'];
+  for (const threads of ['1', '2']) {
+    it(`threads ${threads}, killed after steps 7 (mid-epoch), 25 (epoch end) and 40`, () => {
+      const straight = path.join(dir, `straight-${threads}.json`);
+      expect(bptrain([...common, '--threads', threads, '--out', straight]).code).toBe(0);
+      for (const j of [7, 25, 40]) {
+        const ckpt = path.join(dir, `ck-${threads}-${j}.json`);
+        const out = path.join(dir, `resumed-${threads}-${j}.json`);
+        const killed = bptrain([...common, '--threads', threads, '--checkpoint', ckpt, '--checkpoint-every', '1', '--out', out],
+          { BPTRAIN_TEST_KILL_AFTER_CHECKPOINT: String(j) });
+        expect(killed.signal).toBe('SIGKILL');
+        expect(existsSync(out)).toBe(false);
+        const resumed = bptrain([...common, '--threads', threads, '--resume', ckpt, '--out', out]);
+        expect(resumed.stderr).toBe('');
+        expect(resumed.code).toBe(0);
+        expect(readFileSync(out, 'utf8'), `j=${j}`).toBe(readFileSync(straight, 'utf8'));
+      }
+      expect(tmpFiles()).toEqual([]);
+    });
+  }
+  it('resuming with other options or other data is refused, saying what differs', async () => {
+    const ckpt = path.join(dir, 'ck-refuse.json');
+    bptrain([...common, '--checkpoint', ckpt, '--checkpoint-every', '1'], { BPTRAIN_TEST_KILL_AFTER_CHECKPOINT: '5' });
+    const other = bptrain([...common.map((a) => (a === '0.01' ? '0.02' : a)), '--resume', ckpt]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/cannot resume: .*lr: checkpoint 0.01, now 0.02/);
+    const data = bptrain([...common.map((a) => (a === 'data/tutorial-train.ndjson' ? 'data/tutorial-test.ndjson' : a)), '--resume', ckpt]);
+    expect(data.code).toBe(1);
+    expect(data.stderr).toMatch(/training data: not the data the checkpoint was trained on/);
+    expect((await loadCheckpoint(ckpt)).globalStep).toBe(5);
+  });
+});
+
+describe('signals', () => {
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    it(`${sig} during training: checkpoint written, exit ${code}, no temp files, --out not written`, async () => {
+      const ckpt = path.join(dir, `sig-${sig}.json`);
+      const out = path.join(dir, `sig-${sig}-model.json`);
+      const child = spawn(process.execPath, [CLI, 'train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '32,32',
+        '--epochs', '100000', '--batch', '8', '--threads', '2', '--checkpoint', ckpt, '--out', out, '--quiet'], { cwd: root });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+      for (let i = 0; i < 300 && !existsSync(ckpt); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(existsSync(ckpt)).toBe(true); // the first epoch's checkpoint
+      const before = (await loadCheckpoint(ckpt)).globalStep;
+      await new Promise((r) => setTimeout(r, 300));
+      child.kill(sig);
+      expect(await exited).toBe(code);
+      expect(stderr).toMatch(new RegExp(`interrupted by ${sig}`));
+      const c = await loadCheckpoint(ckpt);
+      expect(c.globalStep).toBeGreaterThan(before); // written at the signal, not only at epoch ends
+      expect(existsSync(out)).toBe(false);
+      expect(tmpFiles()).toEqual([]);
+    });
+  }
+});
+
+describe('numeric guard', () => {
+  it('a non-finite loss stops training, naming epoch, step and the file line; the last good files stay', () => {
+    const data = path.join(dir, 'overflow.ndjson');
+    const rows = Array.from({ length: 12 }, (_, i) => JSON.stringify({ x: [i / 12, 1 - i / 12], y: [i / 12] }));
+    rows[6] = JSON.stringify({ x: [1e200, -1e200], y: [0.5] }); // line 7: squares overflow
+    writeFileSync(data, rows.join('\n') + '\n');
+    const out = path.join(dir, 'guard-model.json');
+    const ckpt = path.join(dir, 'guard-ck.json');
+    writeFileSync(out, 'previous model\n');
+    writeFileSync(ckpt, 'previous checkpoint\n');
+    const r = bptrain(['train', '--data', data, '--hidden-layers', '4', '--output', 'linear', '--loss', 'mse',
+      '--batch', '4', '--no-shuffle', '--epochs', '2', '--checkpoint', ckpt, '--out', out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/non-finite loss in epoch 1, step 2 \(first at the sample from .*overflow\.ndjson:7\)/);
+    expect(readFileSync(out, 'utf8')).toBe('previous model\n');
+    expect(readFileSync(ckpt, 'utf8')).toBe('previous checkpoint\n');
+  });
+  it('--clip-norm bounds the size of every step', async () => {
+    const model = createModel({ layers: [4, 8, 2], seed: 1 });
+    const before = Float64Array.from(model.params);
+    const trainer = new Trainer(model, { threads: 1 });
+    await trainer.fit(randomData(2, 16, 4, 2, 'cross-entropy'), { epochs: 1, batchSize: 16, lr: 1, clipNorm: 1e-3 });
+    await trainer.close();
+    const moved = Math.hypot(...model.params.map((v, i) => v - before[i]));
+    expect(moved).toBeGreaterThan(0);
+    expect(moved).toBeLessThanOrEqual(1e-3 * (1 + 1e-12));
+  });
+});
+
+describe('worker faults', () => {
+  // Each case runs in its own process, so that the fault hook (read by workers when they start)
+  // and the "no thread left" check see nothing but this trainer.
+  for (const fault of ['throw', 'exit', 'oom']) {
+    it(`a worker that ${fault === 'oom' ? 'runs out of memory' : fault === 'exit' ? 'exits' : 'throws'}: fit rejects naming the step, weights from before it, nothing left running`, () => {
+      const script = `
+        import { Trainer, createModel, makeDataset, WorkerError } from './dist/src/index.js';
+        const x = Array.from({ length: 512 }, (_, i) => [Math.sin(i), Math.cos(i), (i % 9) / 9]);
+        const data = makeDataset(x, x.map((_, i) => i % 3), { classes: 3 });
+        const model = createModel({ layers: [3, 16, 3], seed: 1 });
+        const trainer = new Trainer(model, { threads: 2, workerHeapMb: 32 });
+        let afterStep3 = null;
+        const t0 = Date.now();
+        const err = await trainer.fit(data, { epochs: 2, batchSize: 64, onStep: (p) => { if (p.step === 3) afterStep3 = Float64Array.from(model.params); } }).catch((e) => e);
+        const seconds = (Date.now() - t0) / 1000;
+        const same = afterStep3 !== null && model.params.every((v, i) => Object.is(v, afterStep3[i]));
+        await trainer.close();
+        process.env.BPTRAIN_TEST_FAULT = '';
+        const again = new Trainer(createModel({ layers: [3, 16, 3], seed: 1 }), { threads: 2 });
+        const h = await again.fit(data, { epochs: 1, batchSize: 64 });
+        await again.close();
+        const left = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap' && r !== 'PipeWrap');
+        console.log(JSON.stringify({ name: err?.name, isWorkerError: err instanceof WorkerError, message: err?.message, step: err?.step, same, seconds, retrained: h.epochs.length, left }));
+      `;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, BPTRAIN_TEST_FAULT: `${fault}@3` },
+      });
+      expect(r.error).toBeUndefined();
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      expect(out.isWorkerError).toBe(true);
+      expect(out.message).toMatch(/a worker failed in epoch 1, step 4/);
+      expect(out.step).toBe(4);
+      expect(out.same).toBe(true);
+      expect(out.seconds).toBeLessThan(30);
+      expect(out.retrained).toBe(1);
+      expect(out.left).toEqual([]);
+    });
+  }
+});
