@@ -242,7 +242,9 @@ export class Trainer {
 
   private async ensurePool(threads: number): Promise<Piscina | null> {
     if (threads <= 1) return null;
-    if (this.pool !== null && this.poolSize === threads) return this.pool;
+    // A larger pool serves a smaller request (tasks are split by the requested count), so a
+    // validation pass between epochs never restarts the threads.
+    if (this.pool !== null && this.poolSize >= threads) return this.pool;
     await this.destroyPool();
     this.pool = new Piscina({
       filename: WORKER_FILE,
@@ -316,7 +318,7 @@ export class Trainer {
       params: model.params.buffer as SharedArrayBuffer,
       grads: new SharedArrayBuffer(8),
       gradSum: new SharedArrayBuffer(8),
-      stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * chunks),
+      stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * Math.min(chunks, Math.max(threads, 1) * 4)),
       x: data.x.buffer as SharedArrayBuffer,
       y: data.y.buffer as SharedArrayBuffer,
       order: identityOrder(N).buffer as SharedArrayBuffer,
@@ -324,28 +326,19 @@ export class Trainer {
     await this.ensurePool(threads);
     const ctx = makeContext(layout.spec, buffers, layout);
     const contextId = `${this.id}.e${this.contextCounter++}`;
-    // The whole set is one "batch" of `chunks` chunks; run it in rounds so the event loop breathes.
+    // The set is run in rounds of a few chunks per thread, so the event loop breathes between
+    // them; the per-chunk sums are added in chunk order, round after round.
     const perRound = Math.max(threads, 1) * 4;
+    let loss = 0, correct = 0;
     for (let c0 = 0; c0 < chunks; c0 += perRound) {
-      const c1 = Math.min(chunks, c0 + perRound);
       const start = c0 * EVAL_CHUNK;
-      const size = Math.min(N, c1 * EVAL_CHUNK) - start;
-      // Chunk indices within a round start at 0; stats are written at round-relative slots, so
-      // offset the stats view by running each round with its own base.
+      const size = Math.min(N, (c0 + perRound) * EVAL_CHUNK) - start;
       await this.runBatch('eval', ctx, buffers, contextId, start, size, EVAL_CHUNK, threads, -1);
-      const stats = new Float64Array(buffers.stats);
-      // Move this round's stats to their absolute place (rounds overwrite slots 0..perRound).
-      for (let c = c1 - c0 - 1; c >= 0; c--) {
-        stats[(c0 + c) * STATS_PER_CHUNK] = stats[c * STATS_PER_CHUNK];
-        stats[(c0 + c) * STATS_PER_CHUNK + 1] = stats[c * STATS_PER_CHUNK + 1];
+      for (let c = 0; c < chunkCount(size, EVAL_CHUNK); c++) {
+        loss += ctx.stats[c * STATS_PER_CHUNK];
+        correct += ctx.stats[c * STATS_PER_CHUNK + 1];
       }
       if (threads <= 1) await yieldToEventLoop();
-    }
-    const stats = new Float64Array(buffers.stats);
-    let loss = 0, correct = 0;
-    for (let c = 0; c < chunks; c++) {
-      loss += stats[c * STATS_PER_CHUNK];
-      correct += stats[c * STATS_PER_CHUNK + 1];
     }
     const units = accuracyUnits(model);
     return { loss: loss / N, ...(units > 0 ? { accuracy: correct / (N * units) } : {}), samples: N };
@@ -501,7 +494,7 @@ export class Trainer {
       const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: (N - stepBegin * B) / trainSeconds, seconds: 0, steps };
       if (units > 0) stats1.accuracy = correct / (N * units);
       if (validation !== undefined) {
-        const m = await this.evaluateShared(validation, this.threadsFor(EVAL_CHUNK * 4));
+        const m = await this.evaluateShared(validation, Math.max(threads, 1));
         stats1.valLoss = m.loss;
         if (m.accuracy !== undefined) stats1.valAccuracy = m.accuracy;
       }
