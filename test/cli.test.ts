@@ -1,0 +1,191 @@
+// The real CLI, spawned as a process on real files: exit codes, messages that name file and line,
+// and output files that a failed run leaves untouched.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const CLI = path.join(root, 'dist/src/cli.js');
+const fixture = (p: string) => path.join('test/fixtures', p);
+
+function bptrain(args: string[], input?: string | Buffer) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: root, encoding: 'utf8', input, timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-cli-'));
+const SENTINEL = '{"keep":"this file must survive a failed run"}\n';
+function outFile(name: string): string {
+  const f = path.join(dir, name);
+  writeFileSync(f, SENTINEL);
+  return f;
+}
+const leftovers = () => readdirSync(dir).filter((f) => f.endsWith('.tmp'));
+
+describe('bad training data: exit 1, file:line and field in the message, --out untouched', () => {
+  const cases: [string, number | null, RegExp][] = [
+    ['truncated-last-line.ndjson', 3, /invalid JSON/],
+    ['invalid-json.ndjson', 3, /invalid JSON/],
+    ['nan-literal.ndjson', 2, /NaN and Infinity are not valid JSON numbers/],
+    ['not-object-null.ndjson', 2, /expected a JSON object, got null/],
+    ['not-object-number.ndjson', 2, /expected a JSON object, got 42/],
+    ['not-object-array.ndjson', 2, /expected a JSON object, got an array/],
+    ['overflow-1e400.ndjson', 2, /x\[0\] is not finite/],
+    ['wrong-x-length.ndjson', 4, /x has 3 values, expected 2/],
+    ['missing-y.ndjson', 2, /missing field "y"/],
+    ['missing-x.ndjson', 3, /missing field "x"/],
+    ['x-null.ndjson', 2, /x\[1\] is not a number \(got null\)/],
+    ['x-string.ndjson', 2, /x\[1\] is not a number \(got "2"\)/],
+    ['x-bool.ndjson', 2, /x\[1\] is not a number \(got true\)/],
+    ['x-nested.ndjson', 2, /x\[1\] is not a number/],
+    ['y-null.ndjson', 2, /\by\b/],
+    ['blank-then-bad.ndjson', 6, /./],
+    ['bom-crlf-bad.ndjson', 3, /./],
+    ['gzip-bytes.ndjson', 1, /looks gzip-compressed .* name it with a \.gz suffix/],
+    ['empty.ndjson', null, /no data rows/],
+  ];
+  for (const [file, line, message] of cases) {
+    it(file, () => {
+      const out = outFile(`${file}.model.json`);
+      const r = bptrain(['train', '--data', fixture(`bad/${file}`), '--hidden-layers', '3', '--epochs', '1', '--out', out, '--quiet']);
+      expect(r.code).toBe(1);
+      const where = line === null ? `test/fixtures/bad/${file}: ` : `test/fixtures/bad/${file}:${line}: `;
+      expect(r.stderr).toContain(where);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+      expect(readFileSync(out, 'utf8')).toBe(SENTINEL);
+      expect(leftovers()).toEqual([]);
+    });
+  }
+  it('an unknown label at evaluate time names the line', () => {
+    const model = path.join(dir, 'labels.json');
+    const catsAndDogs = path.join(dir, 'cats-dogs.ndjson');
+    writeFileSync(catsAndDogs, '{"x":[1],"y":"cat"}\n{"x":[2],"y":"dog"}\n{"x":[1.5],"y":"cat"}\n');
+    expect(bptrain(['train', '--data', catsAndDogs, '--hidden-layers', '4', '--epochs', '2', '--out', model, '--quiet']).code).toBe(0);
+    const r = bptrain(['evaluate', '--model', model, '--data', fixture('bad/unknown-label.ndjson')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('test/fixtures/bad/unknown-label.ndjson:3: unknown label "bird"');
+  });
+});
+
+describe('inputs that must work', () => {
+  for (const file of ['bom-crlf.ndjson', 'blank-lines.ndjson', 'train.ndjson.gz', 'no-final-newline.ndjson', 'proto.ndjson']) {
+    it(file, () => {
+      const r = bptrain(['train', '--data', fixture(`good/${file}`), '--hidden-layers', '3', '--epochs', '2', '--json']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).epochs).toBe(2);
+    });
+  }
+  it('reads stdin with --data -', () => {
+    const r = bptrain(['train', '--data', '-', '--hidden-layers', '3', '--epochs', '1', '--json'], readFileSync(path.join(root, 'data/tutorial-test.ndjson')));
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).loss).toBeGreaterThan(0);
+  });
+  it('record form with string labels, including "__proto__" as a label', () => {
+    const model = path.join(dir, 'proto-label.json');
+    const r = bptrain(['train', '--data', fixture('good/proto-label.ndjson'), '--features', 'a', '--label', '__proto__', '--hidden-layers', '3', '--epochs', '1', '--out', model, '--quiet']);
+    expect(r.code).toBe(0);
+    const m = JSON.parse(readFileSync(model, 'utf8'));
+    expect(m.target.classes).toContain('__proto__');
+    expect(m.input.features).toEqual(['a']);
+  });
+});
+
+describe('usage errors: exit 2, the flag and the raw value quoted', () => {
+  const base = ['train', '--data', 'data/tutorial-train.ndjson', '--layers', '2,3,2,1'];
+  const cases: [string[], RegExp][] = [
+    [[...base, '--lr', 'abc'], /--lr must be a number; received "abc"/],
+    [[...base, '--lr', '0.1', '--lr', '0.2'], /--lr was given 2 times \("0.1", "0.2"\); give it once/],
+    [[...base, '--epochs', '2.5'], /--epochs must be an integer; received "2.5"/],
+    [[...base, '--batch', '0'], /--batch must be ≥ 1; received "0"/],
+    [[...base, '--threads', 'many'], /--threads must be an integer; received "many"/],
+    [[...base, '--hidden', 'gelu'], /--hidden must be one of sigmoid, tanh, relu, leaky-relu, linear; received "gelu"/],
+    [[...base, '--hidden-layers', '3'], /give --layers or --hidden-layers, not both/],
+    [['train', '--data', 'data/tutorial-train.ndjson'], /say what network to train/],
+    [[...base, '--optimizer', 'adam', '--momentum', '0.9'], /--momentum applies to --optimizer sgd only/],
+    [[...base, '--validation-split', '1.5'], /--validation-split must be < 1; received "1.5"/],
+    [[...base, '--bogus'], /Unknown argument: bogus/],
+    [['frobnicate'], /Unknown argument: frobnicate|Give a command/],
+  ];
+  for (const [args, message] of cases) {
+    it(args.slice(5).join(' ') || args.join(' '), () => {
+      const r = bptrain(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(message);
+    });
+  }
+  it('--layers that do not fit the data: exit 1 with a clear message', () => {
+    const r = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--layers', '3,4,1', '--quiet']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/data\/tutorial-train\.ndjson:1: x has 2 values, expected 3 \(the network's input size\)/);
+  });
+});
+
+describe('the workflow: init → train --init → predict → evaluate', () => {
+  it('runs end to end on the tutorial data, reproducibly', () => {
+    const init = path.join(dir, 'init.json');
+    expect(bptrain(['init', '--layers', '2,3,2,1', '--hidden', 'sigmoid', '--output', 'sigmoid', '--seed', '7', '--out', init]).code).toBe(0);
+    const a = path.join(dir, 'a.json'), b = path.join(dir, 'b.json');
+    const metrics = path.join(dir, 'metrics.ndjson');
+    const train = (out: string, threads: string) => bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--init', init,
+      '--lr', '0.5', '--momentum', '0.9', '--batch', '16', '--epochs', '40', '--seed', '7', '--threads', threads,
+      '--validation', 'data/tutorial-test.ndjson', '--metrics', metrics, '--out', out, '--json']);
+    const r = train(a, '1');
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout);
+    expect(summary.val_accuracy).toBeGreaterThanOrEqual(0.95);
+    expect(summary.samples_per_s).toBeGreaterThan(0);
+    const lines = readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(40);
+    expect(Object.keys(lines[0])).toEqual(['epoch', 'loss', 'val_loss', 'accuracy', 'val_accuracy', 'samples_per_s', 'seconds']);
+    expect(train(b, '2').code).toBe(0);
+    expect(readFileSync(b, 'utf8')).toBe(readFileSync(a, 'utf8')); // same bits at 1 and 2 threads
+
+    const preds = path.join(dir, 'preds.ndjson');
+    expect(bptrain(['predict', '--model', a, '--data', 'data/tutorial-test.ndjson', '--out', preds]).code).toBe(0);
+    const p = readFileSync(preds, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(p).toHaveLength(200);
+    expect([0, 1]).toContain(p[0].prediction);
+    expect(p[0].probabilities).toHaveLength(2);
+
+    const e = bptrain(['evaluate', '--model', a, '--data', 'data/tutorial-test.ndjson', '--json']);
+    expect(e.code).toBe(0);
+    const ev = JSON.parse(e.stdout);
+    expect(ev.accuracy).toBeCloseTo(summary.val_accuracy, 12);
+    expect(ev.confusion.flat().reduce((s: number, v: number) => s + v, 0)).toBe(200);
+    const table = bptrain(['evaluate', '--model', a, '--data', 'data/tutorial-test.ndjson']);
+    expect(table.stdout).toMatch(/accuracy\s+\d+\.\d\d%/);
+    expect(table.stdout).toMatch(/confusion matrix/);
+  });
+  it('predict on a bad line fails with file:line and leaves --out untouched', () => {
+    const model = path.join(dir, 'm.json');
+    bptrain(['init', '--layers', '2,3,1', '--out', model, '--quiet']);
+    const out = outFile('preds-bad.ndjson');
+    const r = bptrain(['predict', '--model', model, '--data', fixture('bad/wrong-x-length.ndjson'), '--out', out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('wrong-x-length.ndjson:4:');
+    expect(readFileSync(out, 'utf8')).toBe(SENTINEL);
+    expect(leftovers()).toEqual([]);
+  });
+  it('--normalize standard is stored in the model and applied by predict', () => {
+    const model = path.join(dir, 'norm.json');
+    const r = bptrain(['train', '--data', fixture('good/records.ndjson'), '--features', 'sepal,petal', '--label', 'species', '--hidden-layers', '4', '--normalize', 'standard', '--epochs', '3', '--out', model, '--quiet']);
+    expect(r.code).toBe(0);
+    const m = JSON.parse(readFileSync(model, 'utf8'));
+    expect(m.normalization.mean).toHaveLength(2);
+    const p = bptrain(['predict', '--model', model, '--data', fixture('good/records.ndjson')]);
+    expect(p.code).toBe(0);
+    expect(['setosa', 'versicolor', 'virginica']).toContain(JSON.parse(p.stdout.split('\n')[0]).prediction);
+  });
+  it('--help has a worked example and --version prints the version', () => {
+    const h = bptrain(['train', '--help']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/Examples:/);
+    expect(bptrain(['--version']).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(existsSync(CLI)).toBe(true);
+  });
+});
