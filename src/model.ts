@@ -278,6 +278,15 @@ export function parseModelText(text: string, source?: string): Model {
   return parseModelFile(obj, source);
 }
 
+/** A bad value from a file, rendered for a message: bounded and non-recursive (a value nested
+ *  thousands deep would overflow JSON.stringify's stack). */
+function show(v: unknown): string {
+  if (Array.isArray(v)) return 'an array';
+  if (v !== null && typeof v === 'object') return 'an object';
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);
+  return String(v);
+}
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const own = (o: Record<string, unknown>, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
 
@@ -286,11 +295,11 @@ function parseModelFile(obj: unknown, source?: string): Model {
     throw new ModelFormatError(msg, source);
   };
   if (!isObject(obj)) return fail('expected a JSON object');
-  if (own(obj, 'format') !== MODEL_FORMAT) fail(`"format" must be "${MODEL_FORMAT}" (got ${JSON.stringify(own(obj, 'format'))})`);
+  if (own(obj, 'format') !== MODEL_FORMAT) fail(`"format" must be "${MODEL_FORMAT}" (got ${show(own(obj, 'format'))})`);
   const version = own(obj, 'version');
-  if (version !== MODEL_VERSION) fail(`unsupported version ${JSON.stringify(version)}; this bptrain reads version ${MODEL_VERSION}`);
+  if (version !== MODEL_VERSION) fail(`unsupported version ${show(version)}; this bptrain reads version ${MODEL_VERSION}`);
   const loss = own(obj, 'loss');
-  if (typeof loss !== 'string' || !(LOSSES as readonly string[]).includes(loss)) fail(`"loss" must be one of ${LOSSES.join(', ')} (got ${JSON.stringify(loss)})`);
+  if (typeof loss !== 'string' || !(LOSSES as readonly string[]).includes(loss)) fail(`"loss" must be one of ${LOSSES.join(', ')} (got ${show(loss)})`);
   const layers = own(obj, 'layers');
   if (!Array.isArray(layers) || layers.length === 0) return fail('"layers" must be a non-empty array');
   if (layers.length > 1000) fail(`"layers" has ${layers.length} entries; at most 1000 are supported`);
@@ -304,16 +313,26 @@ function parseModelFile(obj: unknown, source?: string): Model {
     const inputs = own(l, 'inputs'), outputs = own(l, 'outputs'), activation = own(l, 'activation');
     for (const [name, v] of [['inputs', inputs], ['outputs', outputs]] as const)
       if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > MAX_LAYER_SIZE)
-        fail(`layers[${k}].${name} must be an integer in 1..${MAX_LAYER_SIZE} (got ${JSON.stringify(v)})`);
+        fail(`layers[${k}].${name} must be an integer in 1..${MAX_LAYER_SIZE} (got ${show(v)})`);
     if (k === 0) sizes.push(inputs as number);
     else if (inputs !== sizes[k]) fail(`layers[${k}].inputs is ${inputs}, but layers[${k - 1}].outputs is ${sizes[k]}`);
     sizes.push(outputs as number);
     const allowed: readonly string[] = k === layers.length - 1 ? OUTPUT_ACTIVATIONS : HIDDEN_ACTIVATIONS;
     if (typeof activation !== 'string' || !allowed.includes(activation))
-      fail(`layers[${k}].activation must be one of ${allowed.join(', ')} (got ${JSON.stringify(activation)})`);
+      fail(`layers[${k}].activation must be one of ${allowed.join(', ')} (got ${show(activation)})`);
     activations.push(activation as Activation);
     count += (inputs as number) * (outputs as number) + (outputs as number);
     if (count > MAX_PARAMS) fail(`the model has more than ${MAX_PARAMS} parameters`);
+  });
+  // Then the array lengths, still before allocating anything.
+  layers.forEach((layer: Record<string, unknown>, k: number) => {
+    const nIn = sizes[k], nOut = sizes[k + 1];
+    const weights = own(layer, 'weights'), bias = own(layer, 'bias');
+    if (!Array.isArray(weights) || weights.length !== nOut) fail(`layers[${k}].weights must be an array of ${nOut} rows`);
+    (weights as unknown[]).forEach((row, m) => {
+      if (!Array.isArray(row) || row.length !== nIn) fail(`layers[${k}].weights[${m}] must be an array of ${nIn} numbers`);
+    });
+    if (!Array.isArray(bias) || bias.length !== nOut) fail(`layers[${k}].bias must be an array of ${nOut} numbers`);
   });
   let model: Model;
   try {
@@ -323,22 +342,19 @@ function parseModelFile(obj: unknown, source?: string): Model {
   }
   layers.forEach((layer: Record<string, unknown>, k: number) => {
     const nIn = sizes[k], nOut = sizes[k + 1];
-    const weights = own(layer, 'weights'), bias = own(layer, 'bias');
-    if (!Array.isArray(weights) || weights.length !== nOut) fail(`layers[${k}].weights must be an array of ${nOut} rows`);
+    const weights = own(layer, 'weights') as unknown[][], bias = own(layer, 'bias') as unknown[];
     const W = model.views.W[k];
-    (weights as unknown[]).forEach((row, m) => {
-      if (!Array.isArray(row) || row.length !== nIn) fail(`layers[${k}].weights[${m}] must be an array of ${nIn} numbers`);
+    weights.forEach((row, m) => {
       for (let j = 0; j < nIn; j++) {
         const v = (row as unknown[])[j];
-        if (typeof v !== 'number' || !Number.isFinite(v)) fail(`layers[${k}].weights[${m}][${j}] must be a finite number (got ${JSON.stringify(v)})`);
+        if (typeof v !== 'number' || !Number.isFinite(v)) fail(`layers[${k}].weights[${m}][${j}] must be a finite number (got ${show(v)})`);
         W[m * nIn + j] = v as number;
       }
     });
-    if (!Array.isArray(bias) || bias.length !== nOut) fail(`layers[${k}].bias must be an array of ${nOut} numbers`);
     const b = model.views.b[k];
     for (let m = 0; m < nOut; m++) {
       const v = (bias as unknown[])[m];
-      if (typeof v !== 'number' || !Number.isFinite(v)) fail(`layers[${k}].bias[${m}] must be a finite number (got ${JSON.stringify(v)})`);
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(`layers[${k}].bias[${m}] must be a finite number (got ${show(v)})`);
       b[m] = v as number;
     }
   });
@@ -354,9 +370,9 @@ function parseModelFile(obj: unknown, source?: string): Model {
 function parseTarget(t: unknown, outputs: number, fail: (m: string) => never): TargetInfo {
   if (!isObject(t)) return fail('"target" must be an object');
   const kind = own(t, 'kind');
-  if (kind !== 'binary' && kind !== 'classes' && kind !== 'regression') return fail(`"target.kind" must be binary, classes or regression (got ${JSON.stringify(kind)})`);
+  if (kind !== 'binary' && kind !== 'classes' && kind !== 'regression') return fail(`"target.kind" must be binary, classes or regression (got ${show(kind)})`);
   const out = own(t, 'outputs');
-  if (out !== outputs) fail(`"target.outputs" is ${JSON.stringify(out)}, but the last layer has ${outputs} outputs`);
+  if (out !== outputs) fail(`"target.outputs" is ${show(out)}, but the last layer has ${outputs} outputs`);
   const info: TargetInfo = { kind, outputs };
   const classes = own(t, 'classes');
   if (kind !== 'regression') {
