@@ -43,3 +43,26 @@ export function randomClassification(seed: number, n: number, inputs: number, cl
   for (let i = 0; i < n; i++) y[i * classes + rng.int(classes)] = 1;
   return { size: n, inputDim: inputs, targetDim: classes, x, y };
 }
+
+/** n samples of uniform random inputs in [0, 1) and one 0/1 target: 1 when the inputs sum past
+ *  inputs/2 (learnable by a small sigmoid network, e.g. the tutorial's 2-3-2-1). */
+export function randomBinary(seed: number, n: number, inputs: number): Dataset {
+  const rng = new Rng(seed);
+  const x = new Float64Array(n * inputs);
+  const y = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let sum = 0;
+    for (let j = 0; j < inputs; j++) sum += x[i * inputs + j] = rng.next();
+    y[i] = sum > inputs / 2 ? 1 : 0;
+  }
+  return { size: n, inputDim: inputs, targetDim: 1, x, y };
+}
+
+/** The first n samples of a data set (views, no copy); n is capped at its size. */
+export function firstSamples(ds: Dataset, n: number): Dataset {
+  const size = Math.min(n, ds.size);
+  return {
+    size, inputDim: ds.inputDim, targetDim: ds.targetDim,
+    x: ds.x.subarray(0, size * ds.inputDim), y: ds.y.subarray(0, size * ds.targetDim),
+  };
+}

@@ -1,0 +1,139 @@
+// The benchmark run's settings: command-line parsing and the sizes of every workload.
+//
+// Full runs are sized so the whole default run takes a minute or two on a 2-core machine while
+// each task is long enough (tens of steps) for per-call costs to wash out. Quick runs (--quick)
+// shrink everything so the suites finish in seconds: they prove the suites work, not how fast.
+
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { BenchTiming } from './measure.js';
+
+export const SUITES = ['scaling', 'kernels', 'peers'] as const;
+export type SuiteName = (typeof SUITES)[number];
+
+/** The one seed of the run: model initialisation, generated data, TF.js initialisers. */
+export const SEED = 1;
+/** SGD learning rate of every training workload (and of the TF.js peers). */
+export const LR = 0.01;
+
+export interface Sizes {
+  /** Samples per task (one epoch) of each scaling workload. */
+  tinySamples: number;
+  mnistSamples: number;
+  wideSamples: number;
+  /** Steps per task of the coordinator-overhead measurement (batch 128 of the tiny network). */
+  overheadSteps: number;
+  /** Samples in the block of the kernel comparison. */
+  kernelBlock: number;
+}
+
+export interface BenchConfig {
+  quick: boolean;
+  /** Thread counts of the scaling and overhead measurements, ascending, starting with 1. */
+  threads: number[];
+  suites: SuiteName[];
+  outDir: string;
+  /** Also rewrite BENCHMARKS.md at the repository root (full runs only). */
+  updateDocs: boolean;
+  timing: BenchTiming;
+  sizes: Sizes;
+  /** The command line as typed, for the results file and BENCHMARKS.md. */
+  command: string;
+}
+
+export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/bench/run.js [options])
+
+  --quick             every suite in a few seconds (tiny sizes, 1 iteration, threads 1,2):
+                      checks that the suites run, not how fast
+  --threads LIST      thread counts, e.g. 1,2,4,8,16 (default 1..os.availableParallelism())
+  --suites LIST       any of ${SUITES.join(',')} (default: all)
+  --time MS           time budget per task in ms (default 2000; quick: 0)
+  --out DIR           where the results go (default bench/results)
+  --update-docs       also rewrite BENCHMARKS.md from this run (not with --quick)
+  -h, --help          this text
+`;
+
+/** The repository root: dist/bench/config.js → ../.., bench/config.ts → .. */
+export function repoRoot(): string {
+  const here = import.meta.url;
+  return fileURLToPath(new URL(here.endsWith('.ts') ? '..' : '../..', here));
+}
+
+export class UsageError extends Error {}
+
+/** Parses the bench's arguments. Returns null for --help. Throws UsageError on a bad argument. */
+export function parseBenchArgs(argv: string[]): BenchConfig | null {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        quick: { type: 'boolean', default: false },
+        threads: { type: 'string' },
+        suites: { type: 'string' },
+        time: { type: 'string' },
+        out: { type: 'string' },
+        'update-docs': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) return null;
+  const quick = values.quick === true;
+
+  const threads = values.threads !== undefined
+    ? parseList(values.threads, '--threads').map((s) => positiveInt(s, '--threads', 256))
+    : quick ? [1, 2] : range1(os.availableParallelism());
+  // Speedup and efficiency are relative to one thread, so one thread is always measured.
+  const threadList = [...new Set([1, ...threads])].sort((a, b) => a - b);
+
+  const suites = values.suites !== undefined ? parseList(values.suites, '--suites') : [...SUITES];
+  for (const s of suites)
+    if (!(SUITES as readonly string[]).includes(s)) throw new UsageError(`--suites: unknown suite '${s}' (known: ${SUITES.join(', ')})`);
+
+  const time = values.time !== undefined ? nonNegativeInt(values.time, '--time') : quick ? 0 : 2000;
+  if (values['update-docs'] && quick) throw new UsageError('--update-docs needs a full run (not --quick)');
+
+  return {
+    quick,
+    threads: threadList,
+    suites: SUITES.filter((s) => suites.includes(s)),
+    outDir: path.resolve(values.out ?? path.join(repoRoot(), 'bench', 'results')),
+    updateDocs: values['update-docs'] === true,
+    timing: quick
+      ? { time, iterations: 1, warmupTime: 0, warmupIterations: 1 }
+      : { time, iterations: 5, warmupTime: 250, warmupIterations: 1 },
+    sizes: quick
+      ? { tinySamples: 256, mnistSamples: 256, wideSamples: 32, overheadSteps: 4, kernelBlock: 64 }
+      : { tinySamples: 16384, mnistSamples: 4096, wideSamples: 512, overheadSteps: 64, kernelBlock: 64 },
+    command: ['npm run bench', ...(argv.length > 0 ? ['--', ...argv] : [])].join(' '),
+  };
+}
+
+function parseList(s: string, name: string): string[] {
+  const items = s.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  if (items.length === 0) throw new UsageError(`${name}: expected a comma-separated list`);
+  return items;
+}
+
+function positiveInt(s: string, name: string, max: number): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`${name}: '${s}' is not an integer from 1 to ${max}`);
+  return n;
+}
+
+function nonNegativeInt(s: string, name: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${name}: '${s}' is not a non-negative integer`);
+  return n;
+}
+
+function range1(n: number): number[] {
+  return Array.from({ length: Math.max(1, n) }, (_, i) => i + 1);
+}

@@ -1,0 +1,123 @@
+// Measuring with tinybench: one `Bench` per suite (or per workload), warm-up on, and a uniform
+// record of each task's timing that the report can print and the JSON file can keep.
+//
+// A task always processes a known number of training samples (one epoch over a fixed data set, or
+// a fixed block of samples), so throughput is samples ÷ mean task time. Spread comes straight from
+// tinybench's latency statistics: rme (the 95% confidence half-width of the mean, in percent) and
+// the fastest/slowest task, turned into samples/s.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { Bench } from 'tinybench';
+
+/** How long and how often each task runs; quick mode makes every suite a smoke test. */
+export interface BenchTiming {
+  /** Time budget per task, ms: tinybench keeps sampling until this and `iterations` are both met. */
+  time: number;
+  /** Minimum timed calls per task. */
+  iterations: number;
+  /** Warm-up budget per task, ms, and minimum warm-up calls (JIT, worker start-up, pool caches). */
+  warmupTime: number;
+  warmupIterations: number;
+}
+
+/** One task's timing, in the units the report uses. */
+export interface Stats {
+  /** Training samples processed by one call of the task. */
+  samplesPerTask: number;
+  /** Timed calls (tinybench samples). */
+  runs: number;
+  meanMs: number;
+  minMs: number;
+  maxMs: number;
+  sdMs: number;
+  /** Relative margin of error of the mean, percent (95% confidence, Student's t). */
+  rmePct: number;
+  /** samplesPerTask ÷ mean time. */
+  samplesPerSec: number;
+  /** From the slowest and the fastest call. */
+  samplesPerSecMin: number;
+  samplesPerSecMax: number;
+}
+
+export interface TaskSpec {
+  name: string;
+  samples: number;
+  fn: () => unknown;
+  /** Declared so tinybench does not call the function an extra time to find out. */
+  async: boolean;
+}
+
+export function makeBench(name: string, timing: BenchTiming): Bench {
+  return new Bench({
+    name,
+    time: timing.time,
+    iterations: timing.iterations,
+    warmup: true,
+    warmupTime: timing.warmupTime,
+    warmupIterations: timing.warmupIterations,
+    // A failing task must fail the run, not leave a silent hole in the table.
+    throws: true,
+  });
+}
+
+/** Runs the tasks one after the other in one Bench and returns their stats by name. */
+export async function measure(name: string, timing: BenchTiming, tasks: TaskSpec[]): Promise<Map<string, Stats>> {
+  const bench = makeBench(name, timing);
+  for (const t of tasks) bench.add(t.name, t.fn, { async: t.async });
+  await bench.run();
+  const out = new Map<string, Stats>();
+  for (const t of tasks) {
+    const task = bench.getTask(t.name);
+    if (task === undefined) throw new Error(`${name}: task ${t.name} vanished`);
+    out.set(t.name, statsOf(`${name}/${t.name}`, task.result, t.samples));
+  }
+  return out;
+}
+
+function statsOf(label: string, result: unknown, samples: number): Stats {
+  const r = result as { state: string; error?: Error; latency?: { mean: number; min: number; max: number; sd: number; rme: number; samplesCount: number } };
+  if (r.state === 'errored') throw r.error ?? new Error(`${label} failed`);
+  const lat = r.latency;
+  if (lat === undefined || !(lat.mean > 0)) throw new Error(`${label}: no timing (${r.state})`);
+  const perSec = (ms: number): number => (ms > 0 ? samples / (ms / 1000) : Number.POSITIVE_INFINITY);
+  return {
+    samplesPerTask: samples,
+    runs: lat.samplesCount,
+    meanMs: lat.mean,
+    minMs: lat.min,
+    maxMs: lat.max,
+    sdMs: lat.sd,
+    // With a single sample tinybench reports rme 0 (no interval); keep it, the runs count says so.
+    rmePct: Number.isFinite(lat.rme) ? lat.rme : 0,
+    samplesPerSec: perSec(lat.mean),
+    samplesPerSecMin: perSec(lat.max),
+    samplesPerSecMax: perSec(lat.min),
+  };
+}
+
+/** Relative uncertainty of a ratio a/b from the two rme values (independent errors add in quadrature). */
+export function ratioRmePct(a: Stats, b: Stats): number {
+  return Math.hypot(a.rmePct, b.rmePct);
+}
+
+/** Version of an installed package (read from its package.json, which not every package exports), or undefined. */
+export function packageVersion(name: string): string | undefined {
+  try {
+    const require = createRequire(import.meta.url);
+    let dir = path.dirname(require.resolve(name));
+    for (;;) {
+      const file = path.join(dir, 'package.json');
+      if (existsSync(file)) {
+        const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+        if (pkg.name === name) return pkg.version;
+      }
+      const up = path.dirname(dir);
+      if (up === dir) return undefined;
+      dir = up;
+    }
+  } catch {
+    return undefined;
+  }
+}

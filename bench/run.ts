@@ -1,0 +1,121 @@
+// Entry point of the benchmarks: `npm run bench [-- options]` runs `node dist/bench/run.js`.
+//
+// Runs the suites (scaling, kernels, peers) in that order, prints the Markdown tables to stdout
+// (progress goes to stderr, so stdout is the report alone), and writes the results JSON and the
+// SVG plot to bench/results/ (or --out DIR). `runBenchmarks` is exported so that the CLI can
+// offer `bptrain bench` as a thin wrapper; it never calls process.exit.
+
+import { realpathSync, promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LR, SEED, USAGE, UsageError, parseBenchArgs, repoRoot, type BenchConfig } from './config.js';
+import { packageVersion } from './measure.js';
+import { runScaling } from './scaling.js';
+import { runKernels } from './kernels.js';
+import { runPeers } from './peers.js';
+import { computeRatios } from './ratios.js';
+import { renderBenchmarksMd, renderMarkdown, writeResults } from './report.js';
+import type { BenchResults, Machine } from './results.js';
+import { DataBank } from './workloads.js';
+
+export type { BenchResults } from './results.js';
+
+/** Runs the benchmarks for the given arguments (without the program name) and returns the exit
+ *  code: 0 after a completed run (whatever the ratios say), 1 when a suite failed, 2 on bad usage. */
+export async function runBenchmarks(argv: string[]): Promise<number> {
+  let cfg: BenchConfig | null;
+  try {
+    cfg = parseBenchArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`bench: ${err.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (cfg === null) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
+  const started = new Date();
+  const t0 = performance.now();
+  const machine = describeMachine();
+  log(`${cfg.quick ? 'quick run' : 'full run'}: suites ${cfg.suites.join(', ')}; threads ${cfg.threads.join(',')}; ${machine.cpuModel} × ${machine.cores}`);
+
+  const bank = new DataBank(cfg.sizes);
+  const suites: BenchResults['suites'] = {};
+  try {
+    if (cfg.suites.includes('scaling')) suites.scaling = await runScaling(cfg, bank, log);
+    if (cfg.suites.includes('kernels')) suites.kernels = await runKernels(cfg, bank, log);
+    if (cfg.suites.includes('peers')) suites.peers = await runPeers(cfg, bank, log);
+  } catch (err) {
+    log(`a suite failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return 1;
+  }
+
+  const results: BenchResults = {
+    schema: 'bptrain-bench/1',
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    durationSec: (performance.now() - t0) / 1000,
+    command: cfg.command,
+    quick: cfg.quick,
+    machine,
+    config: {
+      threads: cfg.threads, suites: cfg.suites, timing: cfg.timing,
+      sizes: { ...cfg.sizes }, seed: SEED, lr: LR,
+    },
+    suites,
+    ratios: [],
+  };
+  results.ratios = computeRatios(results);
+
+  process.stdout.write(renderMarkdown(results) + '\n');
+  const files = await writeResults(results, cfg.outDir);
+  log(`wrote ${files.json} and ${files.svg}${files.latest !== undefined ? ` (and latest.json, latest.svg)` : ''}`);
+  if (cfg.updateDocs && files.latest !== undefined) {
+    const root = repoRoot();
+    const rel = (p: string): string => path.relative(root, p).split(path.sep).join('/');
+    const doc = path.join(root, 'BENCHMARKS.md');
+    await fsp.writeFile(doc, renderBenchmarksMd(results, rel(files.latest.svg), rel(files.latest.json)));
+    log(`wrote ${doc}`);
+  }
+  return 0;
+}
+
+function describeMachine(): Machine {
+  const cpus = os.cpus();
+  return {
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown CPU',
+    cores: cpus.length,
+    availableParallelism: os.availableParallelism(),
+    totalMemGiB: os.totalmem() / 2 ** 30,
+    platform: os.platform(),
+    arch: os.arch(),
+    node: process.version,
+    v8: process.versions.v8,
+    tinybench: packageVersion('tinybench'),
+    loadAverage: os.loadavg(),
+  };
+}
+
+/** True when this module is the program (node dist/bench/run.js), not an import. */
+function invokedDirectly(): boolean {
+  const arg = process.argv[1];
+  if (arg === undefined) return false;
+  try {
+    return realpathSync(arg) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  runBenchmarks(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (err: unknown) => {
+      process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

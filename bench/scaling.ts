@@ -1,0 +1,62 @@
+// Scaling suite: training throughput (samples/s), speedup and parallel efficiency against the
+// thread count, on four workloads from arithmetic-starved (tiny) to arithmetic-bound (wide).
+//
+// One tinybench Bench per workload, one task per thread count; a task is one epoch of Trainer.fit
+// over the workload's data. Every Trainer is created before the bench runs and closed after it,
+// so worker start-up is outside the timings and the workers stay JIT-warm across iterations
+// (tinybench's warm-up call starts the pool).
+
+import { Trainer, createModel } from '../src/index.js';
+import { LR, type BenchConfig } from './config.js';
+import { measure, type TaskSpec } from './measure.js';
+import type { ScalingResult, ScalingRow } from './results.js';
+import { DataBank, WORKLOADS, modelOptions, netLabel, weightCount } from './workloads.js';
+
+export async function runScaling(cfg: BenchConfig, bank: DataBank, log: (line: string) => void): Promise<ScalingResult> {
+  const rows: ScalingRow[] = [];
+  for (const w of WORKLOADS) {
+    const data = bank.forWorkload(w.id);
+    const batchSize = Math.min(w.batchSize, data.size);
+    // 'auto' is measured on the tiny network only: that is where the heuristic must keep fit on
+    // one thread rather than pay worker round trips that cost more than the arithmetic.
+    // It runs right after the 1-thread task it is compared with, so that drift in the machine's
+    // load between the two measurements is as small as it can be.
+    const settings: (number | 'auto')[] = w.id === 'tiny' ? [1, 'auto', ...cfg.threads.slice(1)] : [...cfg.threads];
+    const trainers = settings.map((threads) => new Trainer(createModel(modelOptions(w)), { threads }));
+    log(`scaling: ${w.id} (${netLabel(w.layers)}, batch ${batchSize}, ${data.size} samples/task), threads ${settings.join(',')}`);
+    try {
+      const tasks: TaskSpec[] = settings.map((threads, i) => ({
+        name: `threads=${threads}`,
+        samples: data.size,
+        async: true,
+        fn: () => trainers[i].fit(data, { epochs: 1, batchSize, optimizer: 'sgd', lr: LR, shuffle: false }),
+      }));
+      const stats = await measure(`scaling/${w.id}`, cfg.timing, tasks);
+      const weights = weightCount(w.layers);
+      const base = stats.get('threads=1')!;
+      // Rows in table order: thread counts ascending, then 'auto'.
+      const order = settings.map((threads, i) => ({ threads, i })).sort((a, b) => rank(a.threads) - rank(b.threads));
+      order.forEach(({ threads, i }) => {
+        const s = stats.get(`threads=${threads}`)!;
+        const speedup = threads === 'auto' ? null : s.samplesPerSec / base.samplesPerSec;
+        rows.push({
+          workload: w.id,
+          network: netLabel(w.layers),
+          data: w.dataLabel,
+          batchSize,
+          threads,
+          threadsUsed: trainers[i].threadsFor(batchSize),
+          stats: s,
+          speedup,
+          efficiency: speedup === null ? null : speedup / (threads as number),
+          gflops: (6 * weights * s.samplesPerSec) / 1e9,
+        });
+      });
+    } finally {
+      await Promise.all(trainers.map((t) => t.close()));
+    }
+  }
+  return { rows };
+}
+
+const rank = (threads: number | 'auto'): number => (threads === 'auto' ? Number.MAX_SAFE_INTEGER : threads);

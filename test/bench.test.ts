@@ -1,0 +1,93 @@
+// The benchmark entry point in quick mode, spawned as a real process: it must run every suite,
+// exit 0, and leave a results JSON with the expected shape and an SVG plot. Speed is not checked.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const RUN = path.join(root, 'dist', 'bench', 'run.js');
+const out = mkdtempSync(path.join(os.tmpdir(), 'bptrain-bench-'));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+const bench = (args: string[]) =>
+  spawnSync(process.execPath, [RUN, ...args], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+
+describe('npm run bench -- --quick', () => {
+  it('runs every suite and writes the JSON results and the SVG plot', () => {
+    const r = bench(['--quick', '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('### Targets');
+    expect(r.stdout).toContain('### Scaling');
+
+    const files = readdirSync(out);
+    const json = files.filter((f) => f.endsWith('.json'));
+    const svg = files.filter((f) => f.endsWith('.svg'));
+    expect(json).toHaveLength(1);
+    expect(svg).toHaveLength(1);
+    // A quick run never replaces the committed latest.json / latest.svg.
+    expect(files).not.toContain('latest.json');
+
+    const res = JSON.parse(readFileSync(path.join(out, json[0]), 'utf8'));
+    expect(res.schema).toBe('bptrain-bench/1');
+    expect(res.quick).toBe(true);
+    expect(res.machine).toMatchObject({ node: process.version, v8: process.versions.v8 });
+    expect(res.machine.cores).toBeGreaterThan(0);
+    expect(typeof res.machine.cpuModel).toBe('string');
+    expect(res.config.threads).toEqual([1, 2]);
+
+    const positive = (s: { samplesPerSec: number; meanMs: number; rmePct: number; runs: number }) => {
+      expect(s.samplesPerSec).toBeGreaterThan(0);
+      expect(s.meanMs).toBeGreaterThan(0);
+      expect(Number.isFinite(s.rmePct)).toBe(true);
+      expect(s.runs).toBeGreaterThanOrEqual(1);
+    };
+
+    const scaling = res.suites.scaling.rows;
+    const workloads = new Set(scaling.map((x: { workload: string }) => x.workload));
+    expect([...workloads].sort()).toEqual(['mnist-b256', 'mnist-b64', 'tiny', 'wide']);
+    for (const row of scaling) {
+      positive(row.stats);
+      expect(row.gflops).toBeGreaterThan(0);
+      if (row.threads === 1) expect(row.speedup).toBe(1);
+    }
+    expect(scaling.some((x: { workload: string; threads: unknown }) => x.workload === 'tiny' && x.threads === 'auto')).toBe(true);
+
+    const kernels = res.suites.kernels;
+    expect(kernels.rows.length).toBe(6);
+    for (const row of kernels.rows) positive(row.stats);
+    expect(kernels.overhead.chunks).toBe(16);
+    expect(kernels.overhead.rows.map((x: { threads: number }) => x.threads)).toEqual([1, 2]);
+
+    const peers = res.suites.peers;
+    if (peers.skipped === undefined) {
+      const impls = peers.rows.map((x: { impl: string }) => x.impl);
+      expect(impls).toContain('bptrain');
+      expect(impls).toContain('TF.js cpu');
+      expect(impls).toContain('TF.js wasm');
+      for (const row of peers.rows) positive(row.stats);
+    } else {
+      expect(typeof peers.skipped).toBe('string');
+    }
+
+    expect(res.ratios.map((x: { id: string }) => x.id)).toEqual([
+      'bptrain-2t-vs-tfjs-wasm', 'speedup-2t-mnist-b256', 'speedup-2t-wide', 'tiny-auto-vs-1t',
+    ]);
+    for (const x of res.ratios) expect(x.status).toBe('n/a'); // quick runs give no verdict
+
+    const plot = readFileSync(path.join(out, svg[0]), 'utf8');
+    expect(plot.startsWith('<svg')).toBe(true);
+    expect(plot.trimEnd().endsWith('</svg>')).toBe(true);
+  });
+
+  it('answers --help with exit 0 and a bad option with exit 2', () => {
+    const help = bench(['--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain('--quick');
+    const bad = bench(['--threads', 'zero']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('--threads');
+  });
+});
