@@ -78,7 +78,7 @@ export function forwardBlock(layout: Layout, P: ParamViews, ws: Workspace, S: nu
  * block's gradient sum into G (dW += δ(k) n(k-1)ᵀ, db += δ(k), summed over the block).
  * Returns the summed per-sample loss.
  */
-export function backwardBlock(layout: Layout, P: ParamViews, G: ParamViews, ws: Workspace, S: number): number {
+export function backwardBlock(layout: Layout, P: ParamViews, G: ParamViews, ws: Workspace, S: number, accumulate = true): number {
   const { sizes } = layout.spec;
   const L = layout.depth;
   let delta = ws.d0;
@@ -86,7 +86,7 @@ export function backwardBlock(layout: Layout, P: ParamViews, G: ParamViews, ws: 
   const loss = lossForwardBackward(layout.lossCode, layout.act[L - 1], delta, ws.zOut, ws.acts[L], ws.y, sizes[L], S);
   for (let k = L; k >= 1; k--) {
     const dPrev = k > 1 ? other : null;
-    denseBackward(dPrev, G.W[k - 1], G.b[k - 1], delta, ws.acts[k - 1], P.W[k - 1], sizes[k], sizes[k - 1], S);
+    denseBackward(dPrev, G.W[k - 1], G.b[k - 1], delta, ws.acts[k - 1], P.W[k - 1], sizes[k], sizes[k - 1], S, accumulate);
     if (dPrev !== null) {
       // δ(k-1) = f'(z(k-1)) ⊙ W(k)ᵀ δ(k), in place in the other buffer, which becomes δ.
       activationBackward(layout.act[k - 2], dPrev, dPrev, ws.acts[k - 1], sizes[k - 1] * S);
@@ -106,17 +106,18 @@ export function evaluateBlock(layout: Layout, P: ParamViews, ws: Workspace, S: n
   return { loss, correct: countCorrect(layout.act[L - 1], ws.acts[L], ws.y, m, S) };
 }
 
-/** Gradient of one chunk: gather, forward, backward. G must be zeroed (or hold a sum to add to). */
+/** Gradient of one chunk: gather, forward, backward. Adds the chunk's gradient sum into G, or with
+ *  accumulate = false writes it there (same bits as zeroing G first). */
 export function chunkGradient(
   layout: Layout, P: ParamViews, G: ParamViews, ws: Workspace,
-  X: Float64Array, Y: Float64Array, order: Int32Array | null, start: number, S: number,
+  X: Float64Array, Y: Float64Array, order: Int32Array | null, start: number, S: number, accumulate = true,
 ): { loss: number; correct: number } {
   const { sizes } = layout.spec;
   const L = layout.depth;
   gatherBlock(ws, X, Y, order, start, S, sizes[0], sizes[L]);
   forwardBlock(layout, P, ws, S);
   const correct = countCorrect(layout.act[L - 1], ws.acts[L], ws.y, sizes[L], S);
-  const loss = backwardBlock(layout, P, G, ws, S);
+  const loss = backwardBlock(layout, P, G, ws, S, accumulate);
   return { loss, correct };
 }
 

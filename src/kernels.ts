@@ -69,26 +69,28 @@ export function denseForward(
 /**
  * Backward through Z = W·A + b, given dZ (nOut × S):
  *   dW (nOut × nIn) += dZ · Aᵀ,   db (nOut) += row sums of dZ,   dA (nIn × S) = Wᵀ · dZ.
- * dW and db accumulate (+=); dA is overwritten. Pass dA = null for the first layer, whose input
- * gradient nobody needs.
+ * dW and db accumulate (+=); with accumulate = false they are overwritten instead (=), which
+ * gives the same bits as zeroing first, without a pass over memory: each block sum starts at +0,
+ * so it is never -0, and 0 + c = c. dA is overwritten. Pass dA = null for the first layer, whose
+ * input gradient nobody needs.
  */
 export function denseBackward(
   dA: Float64Array | null, dW: Float64Array, db: Float64Array,
   dZ: Float64Array, A: Float64Array, W: Float64Array,
-  nOut: number, nIn: number, S: number,
+  nOut: number, nIn: number, S: number, accumulate = true,
 ): void {
-  denseBackwardWeights(dW, db, dZ, A, nOut, nIn, S);
+  denseBackwardWeights(dW, db, dZ, A, nOut, nIn, S, accumulate);
   if (dA !== null) denseBackwardInput(dA, dZ, W, nOut, nIn, S);
 }
 
 function denseBackwardWeights(
   dW: Float64Array, db: Float64Array, dZ: Float64Array, A: Float64Array,
-  nOut: number, nIn: number, S: number,
+  nOut: number, nIn: number, S: number, accumulate: boolean,
 ): void {
   for (let o = 0; o < nOut; o++) {
     let c = 0;
     for (let s = 0, d = o * S; s < S; s++) c += dZ[d + s];
-    db[o] += c;
+    db[o] = accumulate ? db[o] + c : c;
   }
   const o4 = nOut & ~3;
   const i4 = nIn & ~3;
@@ -111,10 +113,17 @@ function denseBackwardWeights(
         c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
       }
       let w = o * nIn + i;
-      dW[w] += c00; dW[w + 1] += c01; dW[w + 2] += c02; dW[w + 3] += c03; w += nIn;
-      dW[w] += c10; dW[w + 1] += c11; dW[w + 2] += c12; dW[w + 3] += c13; w += nIn;
-      dW[w] += c20; dW[w + 1] += c21; dW[w + 2] += c22; dW[w + 3] += c23; w += nIn;
-      dW[w] += c30; dW[w + 1] += c31; dW[w + 2] += c32; dW[w + 3] += c33;
+      if (accumulate) {
+        dW[w] += c00; dW[w + 1] += c01; dW[w + 2] += c02; dW[w + 3] += c03; w += nIn;
+        dW[w] += c10; dW[w + 1] += c11; dW[w + 2] += c12; dW[w + 3] += c13; w += nIn;
+        dW[w] += c20; dW[w + 1] += c21; dW[w + 2] += c22; dW[w + 3] += c23; w += nIn;
+        dW[w] += c30; dW[w + 1] += c31; dW[w + 2] += c32; dW[w + 3] += c33;
+      } else {
+        dW[w] = c00; dW[w + 1] = c01; dW[w + 2] = c02; dW[w + 3] = c03; w += nIn;
+        dW[w] = c10; dW[w + 1] = c11; dW[w + 2] = c12; dW[w + 3] = c13; w += nIn;
+        dW[w] = c20; dW[w + 1] = c21; dW[w + 2] = c22; dW[w + 3] = c23; w += nIn;
+        dW[w] = c30; dW[w + 1] = c31; dW[w + 2] = c32; dW[w + 3] = c33;
+      }
     }
     for (; i < nIn; i++) {
       const a0 = i * S;
@@ -123,7 +132,9 @@ function denseBackwardWeights(
         const y = A[a0 + s];
         c0 += dZ[d0 + s] * y; c1 += dZ[d1 + s] * y; c2 += dZ[d2 + s] * y; c3 += dZ[d3 + s] * y;
       }
-      dW[o * nIn + i] += c0; dW[(o + 1) * nIn + i] += c1; dW[(o + 2) * nIn + i] += c2; dW[(o + 3) * nIn + i] += c3;
+      const w0 = o * nIn + i, w1 = w0 + nIn, w2 = w1 + nIn, w3 = w2 + nIn;
+      if (accumulate) { dW[w0] += c0; dW[w1] += c1; dW[w2] += c2; dW[w3] += c3; }
+      else { dW[w0] = c0; dW[w1] = c1; dW[w2] = c2; dW[w3] = c3; }
     }
   }
   for (; o < nOut; o++) {
@@ -131,7 +142,7 @@ function denseBackwardWeights(
     for (let i = 0; i < nIn; i++) {
       let c = 0;
       for (let s = 0, a = i * S; s < S; s++) c += dZ[d0 + s] * A[a + s];
-      dW[o * nIn + i] += c;
+      dW[o * nIn + i] = accumulate ? dW[o * nIn + i] + c : c;
     }
   }
 }

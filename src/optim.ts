@@ -27,9 +27,18 @@ export interface OptimizerState {
   buffers: Float64Array[];
 }
 
-export function makeOptimizerState(opt: OptimizerOptions, length: number): OptimizerState {
-  const n = opt.kind === 'sgd' ? (opt.momentum !== 0 ? 1 : 0) : 2;
-  return { step: 0, buffers: Array.from({ length: n }, () => new Float64Array(length)) };
+/** Number of state buffers (each as long as the parameters) an optimizer keeps. */
+export function optimizerBufferCount(opt: OptimizerOptions): number {
+  return opt.kind === 'sgd' ? (opt.momentum !== 0 ? 1 : 0) : 2;
+}
+
+/** Fresh optimizer state; with `memory`, the buffers are views into it (shared with workers). */
+export function makeOptimizerState(opt: OptimizerOptions, length: number, memory?: Float64Array): OptimizerState {
+  const n = optimizerBufferCount(opt);
+  return {
+    step: 0,
+    buffers: Array.from({ length: n }, (_, i) => (memory ? memory.subarray(i * length, (i + 1) * length) : new Float64Array(length))),
+  };
 }
 
 /**
@@ -41,21 +50,31 @@ export function makeOptimizerState(opt: OptimizerOptions, length: number): Optim
  * w ← w − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε).
  */
 export function optimizerStep(opt: OptimizerOptions, state: OptimizerState, params: Float64Array, gradSum: Float64Array, batch: number): void {
-  const n = params.length;
   state.step++;
+  optimizerStepRange(opt, state.step, state.buffers, params, gradSum, batch, 0, params.length);
+}
+
+/**
+ * Step number t of the optimizer on parameters [p0, p1) only. Every entry is updated on its own,
+ * so threads can each take a range and the result does not depend on how it was cut.
+ */
+export function optimizerStepRange(
+  opt: OptimizerOptions, t: number, buffers: Float64Array[], params: Float64Array, gradSum: Float64Array,
+  batch: number, p0: number, p1: number,
+): void {
   if (opt.kind === 'sgd') {
     const { lr, momentum, nesterov, weightDecay } = opt;
     if (momentum === 0) {
-      for (let i = 0; i < n; i++) {
+      for (let i = p0; i < p1; i++) {
         let g = gradSum[i] / batch;
         if (weightDecay !== 0) g += weightDecay * params[i];
         params[i] -= lr * g;
       }
       return;
     }
-    const v = state.buffers[0];
-    const first = state.step === 1;
-    for (let i = 0; i < n; i++) {
+    const v = buffers[0];
+    const first = t === 1;
+    for (let i = p0; i < p1; i++) {
       let g = gradSum[i] / batch;
       if (weightDecay !== 0) g += weightDecay * params[i];
       const vi = first ? g : momentum * v[i] + g;
@@ -65,12 +84,11 @@ export function optimizerStep(opt: OptimizerOptions, state: OptimizerState, para
     return;
   }
   const { lr, beta1, beta2, eps, weightDecay } = opt;
-  const [m, v] = state.buffers;
-  const t = state.step;
+  const [m, v] = buffers;
   const bc1 = 1 - beta1 ** t;
   const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
   const stepSize = lr / bc1;
-  for (let i = 0; i < n; i++) {
+  for (let i = p0; i < p1; i++) {
     let g = gradSum[i] / batch;
     if (weightDecay !== 0) g += weightDecay * params[i];
     const mi = m[i] + (1 - beta1) * (g - m[i]);

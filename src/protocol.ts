@@ -6,6 +6,7 @@
 // entries, so workers need no locks and finish in any order.
 
 import type { NetSpec } from './layout.js';
+import type { OptimizerOptions } from './optim.js';
 
 export interface SharedBuffers {
   /** Model parameters (read-only for workers during a step). */
@@ -21,7 +22,16 @@ export interface SharedBuffers {
   readonly order: SharedArrayBuffer;
   /** The reduced (summed) gradient, one block of `stride` doubles. */
   readonly gradSum: SharedArrayBuffer;
+  /** Optimizer state buffers, each `stride` doubles (see optim.ts). */
+  readonly optState: SharedArrayBuffer;
+  /** Int32 barrier counters and per-worker flags of a fused step (see engine.ts runFusedStep). */
+  readonly sync: SharedArrayBuffer;
 }
+
+/** Layout of the sync buffer: two barrier counters, then one finite flag per worker. */
+export const SYNC_ARRIVED_GRAD = 0;
+export const SYNC_ARRIVED_REDUCE = 1;
+export const SYNC_FLAGS = 2;
 
 /** stats[c*STATS_PER_CHUNK + 0] = loss sum, +1 = correct count, +2 = non-finite flag. */
 export const STATS_PER_CHUNK = 4;
@@ -46,7 +56,27 @@ export interface WorkerTask {
   readonly paramEnd: number;
   /** For fault-injection tests: the coordinator's step counter. */
   readonly step: number;
+  /** A fused step ('grad' only): after their chunks, the workers meet at a barrier, each reduces
+   *  [paramBegin, paramEnd), meet again, and apply optimizer step `t` to their range when every
+   *  loss and gradient is finite. One round trip per step instead of two plus a serial update. */
+  readonly fused?: {
+    readonly workers: number;
+    readonly index: number;
+    readonly chunks: number;
+    readonly optimizer: OptimizerOptions;
+    readonly t: number;
+    readonly timeoutMs: number;
+  };
 }
 
 /** For 'reduce', `finite` is false when a summed gradient entry is NaN or infinite. */
-export type WorkerResult = { readonly ok: true; readonly finite: boolean };
+/** finite: the reduced range (and, in a fused step, every chunk loss) is finite. reduced / applied:
+ *  whether a fused step's reduction and optimizer update of the worker's range were done (a barrier
+ *  that times out leaves them to the coordinator). busyMs: time spent computing. */
+export interface WorkerResult {
+  readonly ok: true;
+  readonly finite: boolean;
+  readonly reduced: boolean;
+  readonly applied: boolean;
+  readonly busyMs: number;
+}

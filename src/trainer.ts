@@ -14,9 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { Model, computeGradient } from './model.js';
 import { Dataset, checkDatasetFits, toShared } from './dataset.js';
-import { Context, MAX_CHUNKS, chunkCount, chunkSizeFor, makeContext, allFinite, runChunks } from './engine.js';
-import { STATS_PER_CHUNK, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
-import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerStep } from './optim.js';
+import { Context, MAX_CHUNKS, chunkCount, chunkSizeFor, makeContext, allFinite, reduceSlots, runChunks } from './engine.js';
+import { STATS_PER_CHUNK, SYNC_FLAGS, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
+import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep, optimizerStepRange } from './optim.js';
 import { Rng } from './rng.js';
 import { NumericError, OptionError, WorkerError, describe } from './errors.js';
 import { sharedFloat64 } from './layout.js';
@@ -216,8 +216,9 @@ export class Trainer {
   threadsFor(batchSize: number): number {
     const chunks = chunkCount(batchSize, chunkSizeFor(batchSize));
     if (this.threadsOption !== 'auto') return Math.min(this.threadsOption, Math.max(chunks, 1));
-    // A worker round trip costs tens of microseconds; a step must carry a few milliseconds of
-    // arithmetic per thread before a second thread pays for itself.
+    // A step on the pool costs a few hundred microseconds of round trip and barriers (measured by
+    // the kernels bench suite); a step must carry a few milliseconds of arithmetic per thread
+    // before another thread pays for itself.
     const flops = 6 * this.model.parameterCount * batchSize;
     const byWork = Math.floor(flops / MIN_FLOPS_PER_THREAD);
     return Math.max(1, Math.min(os.availableParallelism(), chunks, byWork, MAX_CHUNKS));
@@ -267,37 +268,65 @@ export class Trainer {
 
   /**
    * Runs one minibatch's chunks on `threads` threads and waits for all of them. For 'grad' it
-   * also leaves the summed gradient in ctx.gradSum, and returns whether it is finite.
+   * leaves the summed gradient in ctx.gradSum and, when `update` is given, also applies the
+   * optimizer step — in the workers, as part of the same round trip, when the pool is used.
+   * `finite` is false when a chunk loss or a gradient entry is NaN or infinite; then nothing was
+   * applied. `applied` says whether the optimizer step was taken.
    */
   private async runBatch(
     kind: 'grad' | 'eval', ctx: Context, buffers: SharedBuffers, contextId: string,
     batchStart: number, batchSize: number, chunkSize: number, threads: number, step: number,
-  ): Promise<boolean> {
+    update?: { optimizer: OptimizerOptions; state: OptimizerState },
+  ): Promise<{ finite: boolean; applied: boolean }> {
     const chunks = chunkCount(batchSize, chunkSize);
     const pool = threads > 1 ? this.pool : null;
     if (pool === null) {
-      runChunks(ctx, { kind, batchStart, batchSize, chunkSize, chunkBegin: 0, chunkEnd: chunks }, kind === 'grad' ? ctx.gradSum : null);
-      return kind === 'grad' ? allFinite(ctx.gradSum) : true;
+      if (kind === 'grad') ctx.gradSum.fill(0);
+      runChunks(ctx, { kind, batchStart, batchSize, chunkSize, chunkBegin: 0, chunkEnd: chunks }, kind === 'grad' ? ctx.sum : null);
+      return { finite: kind === 'grad' ? allFinite(ctx.gradSum) : true, applied: false };
     }
     const base = {
       contextId, spec: this.model.layout.spec, buffers, batchStart, batchSize, chunkSize, step,
       chunkBegin: 0, chunkEnd: 0, paramBegin: 0, paramEnd: 0,
     };
     const t = Math.min(threads, chunks);
+    const stride = this.model.layout.stride;
+    // Parameter ranges for the reduction, cut on 64-byte boundaries.
+    const cut = (w: number, parts: number): number => Math.min(stride, Math.ceil((w * stride) / parts / 8) * 8);
+    if (kind === 'grad' && update !== undefined && t > 1) {
+      ctx.sync.fill(0);
+      const optStep = update.state.step + 1;
+      const results = await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
+        ...base, kind, chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
+        paramBegin: cut(w, t), paramEnd: cut(w + 1, t),
+        fused: { workers: t, index: w, chunks, optimizer: update.optimizer, t: optStep, timeoutMs: BARRIER_TIMEOUT_MS },
+      })));
+      // Whatever a timed-out barrier left undone is finished here, range by range, with the
+      // same arithmetic; an update is only ever applied when everything is finite.
+      let finite = true;
+      for (let w = 0; w < t; w++) {
+        if (!results[w].reduced) reduceSlots(ctx.gradSum, ctx.grads, chunks, stride, cut(w, t), cut(w + 1, t));
+        finite &&= allFinite(ctx.gradSum, cut(w, t), cut(w + 1, t));
+      }
+      let loss = 0;
+      for (let c = 0; c < chunks; c++) loss += ctx.stats[c * STATS_PER_CHUNK];
+      if (!finite || !Number.isFinite(loss)) return { finite: false, applied: false };
+      for (let w = 0; w < t; w++)
+        if (!results[w].applied) optimizerStepRange(update.optimizer, optStep, update.state.buffers, ctx.params, ctx.gradSum, batchSize, cut(w, t), cut(w + 1, t));
+      update.state.step = optStep;
+      return { finite: true, applied: true };
+    }
     await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
       ...base, kind, chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
     })));
-    if (kind !== 'grad') return true;
-    // Second phase: the threads add the chunk slots together, each over its own parameter range
-    // (cut on 64-byte boundaries). The reduction reads every slot, so it is memory-bound work
-    // worth sharing.
-    const stride = this.model.layout.stride;
+    if (kind !== 'grad') return { finite: true, applied: false };
+    // Second phase: the threads add the chunk slots together, each over its own parameter range.
+    // The reduction reads every slot, so it is memory-bound work worth sharing.
     const parts = chunks > 1 ? threads : 1;
-    const cut = (w: number): number => Math.min(stride, Math.ceil((w * stride) / parts / 8) * 8);
     const results = await this.runAll(pool, Array.from({ length: parts }, (_, w): WorkerTask => ({
-      ...base, kind: 'reduce', paramBegin: cut(w), paramEnd: cut(w + 1),
+      ...base, kind: 'reduce', paramBegin: cut(w, parts), paramEnd: cut(w + 1, parts),
     })));
-    return results.every((r) => r.finite);
+    return { finite: results.every((r) => r.finite), applied: false };
   }
 
   /** Runs tasks on the pool; waits for every one, failed or not, before the shared buffers are
@@ -318,6 +347,8 @@ export class Trainer {
       params: model.params.buffer as SharedArrayBuffer,
       grads: new SharedArrayBuffer(8),
       gradSum: new SharedArrayBuffer(8),
+      optState: new SharedArrayBuffer(8),
+      sync: new SharedArrayBuffer(8),
       stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * Math.min(chunks, Math.max(threads, 1) * 4)),
       x: data.x.buffer as SharedArrayBuffer,
       y: data.y.buffer as SharedArrayBuffer,
@@ -374,8 +405,10 @@ export class Trainer {
     const order = identityOrder(N);
     const buffers: SharedBuffers = {
       params: model.params.buffer as SharedArrayBuffer,
-      grads: sharedFloat64((threads > 1 ? maxChunks : 1) * stride).buffer as SharedArrayBuffer,
+      grads: sharedFloat64((threads > 1 ? maxChunks : 0) * stride).buffer as SharedArrayBuffer,
       gradSum: sharedFloat64(stride).buffer as SharedArrayBuffer,
+      optState: sharedFloat64(optimizerBufferCount(opts.optimizer) * stride).buffer as SharedArrayBuffer,
+      sync: new SharedArrayBuffer(4 * (SYNC_FLAGS + MAX_CHUNKS)),
       stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * maxChunks),
       x: train.x.buffer as SharedArrayBuffer,
       y: train.y.buffer as SharedArrayBuffer,
@@ -390,7 +423,7 @@ export class Trainer {
     const monitorVal = validation !== undefined;
 
     // Everything a checkpoint captures, so that a resumed run continues with the same bits.
-    const optState: OptimizerState = makeOptimizerState(opts.optimizer, stride);
+    const optState: OptimizerState = makeOptimizerState(opts.optimizer, stride, ctx.optState);
     let rng = new Rng(opts.seed);
     const history: History = { epochs: [], stoppedEarly: false, bestEpoch: 0 };
     let best = Infinity;
@@ -455,9 +488,12 @@ export class Trainer {
         const start = step * B;
         const size = Math.min(B, N - start);
         const chunks = chunkCount(size, chunkSize);
-        let finite: boolean;
+        let finite: boolean, applied: boolean;
         try {
-          finite = await this.runBatch('grad', ctx, buffers, contextId, start, size, chunkSize, threads, globalStep);
+          // Without clipping (which needs the whole gradient's norm first), the threads also take
+          // the optimizer step, in the same round trip.
+          const update = opts.clipNorm === undefined ? { optimizer: opts.optimizer, state: optState } : undefined;
+          ({ finite, applied } = await this.runBatch('grad', ctx, buffers, contextId, start, size, chunkSize, threads, globalStep, update));
         } catch (err) {
           // The failed worker is gone or may be in any state: end the pool (waiting for every
           // thread to stop) so that nothing can still write the shared buffers, and start afresh
@@ -474,8 +510,10 @@ export class Trainer {
           const where = locateNonFinite(model, data, order, start, size);
           throw new NumericError(`non-finite ${Number.isFinite(batchLoss) ? 'gradient' : 'loss'} in epoch ${epoch}, step ${step + 1}${where}; training stopped and the weights are those from before this step (try a lower learning rate, --normalize standard, or --clip-norm)`, epoch, step + 1);
         }
-        if (opts.clipNorm !== undefined) clipGradient(gradSum, size, opts.clipNorm);
-        optimizerStep(opts.optimizer, optState, model.params, gradSum, size);
+        if (!applied) {
+          if (opts.clipNorm !== undefined) clipGradient(gradSum, size, opts.clipNorm);
+          optimizerStep(opts.optimizer, optState, model.params, gradSum, size);
+        }
         lossSum += batchLoss;
         correct += batchCorrect;
         globalStep++;
@@ -551,6 +589,10 @@ function clipGradient(gradSum: Float64Array, batch: number, maxNorm: number): vo
     for (let i = 0; i < gradSum.length; i++) gradSum[i] *= scale;
   }
 }
+
+/** How long a worker in a fused step waits for the others before leaving the rest to the
+ *  coordinator (a dead worker must not hang the step). */
+const BARRIER_TIMEOUT_MS = 1000;
 
 /** Chunk size of evaluation passes (no gradients, so no slots; only stats). */
 const EVAL_CHUNK = 64;

@@ -2,7 +2,7 @@
 // All the maths lives in src/; this file only keeps per-context views and scratch memory alive
 // between tasks, and holds the test-only fault and delay hooks.
 
-import { Context, chunkCount, makeContext, reduceSlots, runChunks } from '../src/engine.js';
+import { Context, chunkCount, makeContext, reduceSlots, runChunks, runFusedStep } from '../src/engine.js';
 import type { WorkerResult, WorkerTask } from '../src/protocol.js';
 import { testHooks } from '../src/testhooks.js';
 
@@ -18,11 +18,13 @@ export default function run(task: WorkerTask): WorkerResult {
     if (contexts.size > MAX_CONTEXTS) contexts.delete(contexts.keys().next().value as string);
   }
   testHooks?.beforeTask(task);
+  const t0 = performance.now();
   if (task.kind === 'reduce') {
     const chunks = chunkCount(task.batchSize, task.chunkSize);
     const finite = reduceSlots(ctx.gradSum, ctx.grads, chunks, ctx.layout.stride, task.paramBegin, task.paramEnd);
-    return { ok: true, finite };
+    return { ok: true, finite, reduced: true, applied: false, busyMs: performance.now() - t0 };
   }
+  if (task.fused !== undefined) return { ...runFusedStep(ctx, task), busyMs: performance.now() - t0 };
   runChunks(ctx, task);
-  return { ok: true, finite: true };
+  return { ok: true, finite: true, reduced: false, applied: false, busyMs: performance.now() - t0 };
 }
