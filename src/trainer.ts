@@ -165,6 +165,18 @@ export class Trainer {
   private contextCounter = 0;
   private busy = false;
   private closed = false;
+  /** Shared scratch memory kept across fits: gradient slots for a wide network are hundreds of
+   *  megabytes, and fresh memory costs a page fault per 4 KiB on first touch, every fit. */
+  private readonly scratch = new Map<string, Float64Array>();
+
+  private sharedScratch(name: string, length: number): Float64Array {
+    let a = this.scratch.get(name);
+    if (a === undefined || a.length < length) {
+      a = sharedFloat64(length);
+      this.scratch.set(name, a);
+    }
+    return a;
+  }
 
   constructor(model: Model, options: TrainerOptions = {}) {
     if (!(model instanceof Model)) throw new OptionError('model', model, 'a Model (createModel or loadModel)');
@@ -205,6 +217,7 @@ export class Trainer {
   /** Ends every worker thread. The trainer cannot be used afterwards. */
   async close(): Promise<void> {
     this.closed = true;
+    this.scratch.clear();
     await this.destroyPool();
   }
 
@@ -405,7 +418,8 @@ export class Trainer {
     const order = identityOrder(N);
     const buffers: SharedBuffers = {
       params: model.params.buffer as SharedArrayBuffer,
-      grads: sharedFloat64((threads > 1 ? maxChunks : 0) * stride).buffer as SharedArrayBuffer,
+      // Slots are always overwritten before they are read, so reused memory needs no clearing.
+      grads: this.sharedScratch('grads', (threads > 1 ? maxChunks : 0) * stride).buffer as SharedArrayBuffer,
       gradSum: sharedFloat64(stride).buffer as SharedArrayBuffer,
       optState: sharedFloat64(optimizerBufferCount(opts.optimizer) * stride).buffer as SharedArrayBuffer,
       sync: new SharedArrayBuffer(4 * (SYNC_FLAGS + MAX_CHUNKS)),
