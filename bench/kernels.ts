@@ -3,7 +3,7 @@
 // 1. Block kernels against the naive per-sample reference on one block of MNIST samples through
 //    784-128-64-10: the first dense layer forward, its backward (dW, db and dA), and the whole
 //    chunk gradient (gather + forward + backward) against S calls of sampleGradientNaive.
-// 2. The coordinator's per-step overhead: a 2-3-2-1 network at batch 128 (8 chunks of 16) has so
+// 2. The coordinator's per-step overhead: a 2-3-2-1 network at batch 128 (4 chunks of 32) has so
 //    little arithmetic that a step's time at t threads, minus the one-thread step (which runs the
 //    chunks inline), is what the worker round trip costs: one pool phase per step (gradient
 //    chunks, two barriers, the parallel reduction and optimizer update).

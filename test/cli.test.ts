@@ -132,7 +132,7 @@ describe('the workflow: init → train --init → predict → evaluate', () => {
     const a = path.join(dir, 'a.json'), b = path.join(dir, 'b.json');
     const metrics = path.join(dir, 'metrics.ndjson');
     const train = (out: string, threads: string) => bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--init', init,
-      '--lr', '0.5', '--momentum', '0.9', '--batch', '16', '--epochs', '40', '--seed', '7', '--threads', threads,
+      '--lr', '0.5', '--momentum', '0.9', '--batch', '64', '--epochs', '40', '--seed', '7', '--threads', threads,
       '--validation', 'data/tutorial-test.ndjson', '--metrics', metrics, '--out', out, '--json']);
     const r = train(a, '1');
     expect(r.code).toBe(0);
@@ -142,7 +142,10 @@ describe('the workflow: init → train --init → predict → evaluate', () => {
     const lines = readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines).toHaveLength(40);
     expect(Object.keys(lines[0])).toEqual(['epoch', 'loss', 'val_loss', 'accuracy', 'val_accuracy', 'samples_per_s', 'seconds']);
-    expect(train(b, '2').code).toBe(0);
+    // Batch 64 is two chunks of 32, so at --threads 2 two workers really share each step.
+    const r2 = train(b, '2');
+    expect(r2.code).toBe(0);
+    expect(JSON.parse(r2.stdout).threads).toBe(2);
     expect(readFileSync(b, 'utf8')).toBe(readFileSync(a, 'utf8')); // same bits at 1 and 2 threads
 
     const preds = path.join(dir, 'preds.ndjson');

@@ -5,13 +5,13 @@ import { Trainer, createModel, type FitOptions } from '../src/index.js';
 import { randomData, sameBits } from './helpers.js';
 
 const THREADS = [1, 2, 3, 4, 8];
-const data = randomData(42, 500, 12, 4, 'cross-entropy'); // 500 = 3 full batches of 128 + 116
+const data = randomData(42, 600, 12, 4, 'cross-entropy'); // 600 = 2 full batches of 256 (8 chunks of 32) + 88
 
 async function train(threads: number, fit: FitOptions): Promise<Float64Array> {
   const model = createModel({ layers: [12, 24, 16, 4], hidden: 'tanh', output: 'softmax', seed: 9 });
   const trainer = new Trainer(model, { threads });
   try {
-    await trainer.fit(data, { epochs: 3, batchSize: 128, shuffle: true, seed: 5, ...fit });
+    await trainer.fit(data, { epochs: 3, batchSize: 256, shuffle: true, seed: 5, ...fit });
   } finally {
     await trainer.close();
   }

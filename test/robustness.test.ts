@@ -20,14 +20,15 @@ function bptrain(args: string[], env: Record<string, string> = {}) {
 const tmpFiles = () => readdirSync(dir).filter((f) => f.endsWith('.tmp'));
 
 describe('exact resume: K steps straight = j steps, kill -9, resume for the rest', () => {
-  // 800 samples, batch 32: 25 steps per epoch, 3 epochs = 75 steps; Adam, so optimizer state matters.
+  // 800 samples, batch 64 (2 chunks, so 2 threads really share it): 13 steps per epoch (the last
+  // one partial), 3 epochs = 39 steps; Adam, so optimizer state matters.
   const common = ['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '6,4', '--hidden', 'tanh',
-    '--optimizer', 'adam', '--lr', '0.01', '--batch', '32', '--epochs', '3', '--seed', '3', '--quiet'];
+    '--optimizer', 'adam', '--lr', '0.01', '--batch', '64', '--epochs', '3', '--seed', '3', '--quiet'];
   for (const threads of ['1', '2']) {
-    it(`threads ${threads}, killed after steps 7 (mid-epoch), 25 (epoch end) and 40`, () => {
+    it(`threads ${threads}, killed after steps 7 (mid-epoch), 13 (epoch end) and 20`, () => {
       const straight = path.join(dir, `straight-${threads}.json`);
       expect(bptrain([...common, '--threads', threads, '--out', straight]).code).toBe(0);
-      for (const j of [7, 25, 40]) {
+      for (const j of [7, 13, 20]) {
         const ckpt = path.join(dir, `ck-${threads}-${j}.json`);
         const out = path.join(dir, `resumed-${threads}-${j}.json`);
         const killed = bptrain([...common, '--threads', threads, '--checkpoint', ckpt, '--checkpoint-every', '1', '--out', out],
@@ -61,7 +62,7 @@ describe('signals', () => {
       const ckpt = path.join(dir, `sig-${sig}.json`);
       const out = path.join(dir, `sig-${sig}-model.json`);
       const child = spawn(process.execPath, [CLI, 'train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '32,32',
-        '--epochs', '100000', '--batch', '8', '--threads', '2', '--checkpoint', ckpt, '--out', out, '--quiet'], { cwd: root });
+        '--epochs', '100000', '--batch', '64', '--threads', '2', '--checkpoint', ckpt, '--out', out, '--quiet'], { cwd: root });
       let stderr = '';
       child.stderr.on('data', (d) => (stderr += d));
       const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
