@@ -2,7 +2,9 @@
 // record of each task's timing that the report can print and the JSON file can keep.
 //
 // A task always processes a known number of training samples (one epoch over a fixed data set, or
-// a fixed block of samples), so throughput is samples ÷ mean task time. Spread comes straight from
+// a fixed block of samples), so throughput is samples ÷ median task time. The median, not the
+// mean: on a shared machine a neighbour's burst lands on a few calls of one task, and the mean
+// would charge it to whichever configuration happened to be running. Spread comes straight from
 // tinybench's latency statistics: rme (the 95% confidence half-width of the mean, in percent) and
 // the fastest/slowest task, turned into samples/s.
 
@@ -77,7 +79,7 @@ export async function measure(name: string, timing: BenchTiming, tasks: TaskSpec
 }
 
 function statsOf(label: string, result: unknown, samples: number): Stats {
-  const r = result as { state: string; error?: Error; latency?: { mean: number; min: number; max: number; sd: number; rme: number; samplesCount: number } };
+  const r = result as { state: string; error?: Error; latency?: { mean: number; p50?: number; min: number; max: number; sd: number; rme: number; samplesCount: number } };
   if (r.state === 'errored') throw r.error ?? new Error(`${label} failed`);
   const lat = r.latency;
   if (lat === undefined || !(lat.mean > 0)) throw new Error(`${label}: no timing (${r.state})`);
@@ -91,7 +93,7 @@ function statsOf(label: string, result: unknown, samples: number): Stats {
     sdMs: lat.sd,
     // With a single sample tinybench reports rme 0 (no interval); keep it, the runs count says so.
     rmePct: Number.isFinite(lat.rme) ? lat.rme : 0,
-    samplesPerSec: perSec(lat.mean),
+    samplesPerSec: perSec(lat.p50 !== undefined && lat.p50 > 0 ? lat.p50 : lat.mean),
     samplesPerSecMin: perSec(lat.max),
     samplesPerSecMax: perSec(lat.min),
   };

@@ -84,7 +84,7 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
   out.push(`${h} Run of ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC`, '');
   out.push(`- Command: \`${r.command}\` (${r.durationSec.toFixed(0)} s)`);
   out.push(`- Machine: ${m.cpuModel}, ${m.cores} logical cores (os.availableParallelism() = ${m.availableParallelism}), ${m.totalMemGiB.toFixed(0)} GiB; ${m.platform} ${m.arch}; Node ${m.node}, V8 ${m.v8}; tinybench ${m.tinybench ?? '?'}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(', ')}`);
-  out.push(`- Method: tinybench \`Bench\`es (one per workload or comparison), warm-up on (≥ ${t.warmupIterations} call, ≥ ${t.warmupTime} ms), then ≥ ${t.iterations} timed calls and ≥ ${t.time} ms per task. samples/s = samples per task ÷ mean task time; ± = tinybench's rme (95% confidence half-width of the mean); range = slowest–fastest call. Seed ${r.config.seed} everywhere; SGD, lr ${r.config.lr}, no shuffling.`);
+  out.push(`- Method: tinybench \`Bench\`es (one per workload or comparison), warm-up on (≥ ${t.warmupIterations} call, ≥ ${t.warmupTime} ms), then ≥ ${t.iterations} timed calls and ≥ ${t.time} ms per task. samples/s = samples per task ÷ median task time (robust to a shared machine's bursts); ± = tinybench's rme (95% confidence half-width of the mean); range = slowest–fastest call. Seed ${r.config.seed} everywhere; SGD, lr ${r.config.lr}, no shuffling.`);
   if (r.quick) out.push('', '> **Quick run**: tiny sizes and one timed call per task. These numbers show that the suites run, not how fast anything is.');
   out.push('');
 
