@@ -73,17 +73,17 @@ export function encodeInt32(a: Int32Array): string {
 }
 
 export function decodeFloat64(s: string, length: number, what: string, file?: string): Float64Array {
-  const b = Buffer.from(s, 'base64');
-  if (b.length !== length * 8) throw new CheckpointError(`${what} has ${b.length / 8} values, expected ${length}`, file);
-  const out = new Float64Array(length);
-  new Uint8Array(out.buffer).set(b);
-  return out;
+  return decode(s, new Float64Array(length), what, file);
 }
 
 export function decodeInt32(s: string, length: number, what: string, file?: string): Int32Array {
+  return decode(s, new Int32Array(length), what, file);
+}
+
+function decode<T extends Float64Array | Int32Array>(s: string, out: T, what: string, file?: string): T {
   const b = Buffer.from(s, 'base64');
-  if (b.length !== length * 4) throw new CheckpointError(`${what} has ${b.length / 4} values, expected ${length}`, file);
-  const out = new Int32Array(length);
+  const size = out.BYTES_PER_ELEMENT;
+  if (b.length !== out.byteLength) throw new CheckpointError(`${what} has ${b.length / size} values, expected ${out.length}`, file);
   new Uint8Array(out.buffer).set(b);
   return out;
 }

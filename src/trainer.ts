@@ -84,21 +84,14 @@ export interface FitOptions {
   clipNorm?: number;
 }
 
-export interface ResolvedFitOptions {
+/** FitOptions after resolveFitOptions: defaults filled in, the optimizer's settings gathered. */
+export interface ResolvedFitOptions
+  extends Pick<FitOptions, 'validation' | 'patience' | 'signal' | 'onEpoch' | 'onStep' | 'checkpoint' | 'checkpointEvery' | 'resume' | 'clipNorm'> {
   epochs: number;
   batchSize: number;
   optimizer: OptimizerOptions;
   shuffle: boolean;
   seed: number;
-  validation?: Dataset;
-  patience?: number;
-  signal?: AbortSignal;
-  onEpoch?: (stats: EpochStats) => void | Promise<void>;
-  onStep?: (progress: StepProgress) => void;
-  checkpoint?: string;
-  checkpointEvery?: number;
-  resume?: string | Checkpoint;
-  clipNorm?: number;
 }
 
 export interface EpochStats {
