@@ -54,7 +54,7 @@ export function makeProgress(stream: NodeJS.WriteStream, quiet: boolean): Progre
       const elapsed = (now - started) / 1000;
       const eta = ((p.epochs - p.epoch) * p.steps + (p.steps - p.step)) * (elapsed / p.step);
       const line = `epoch ${p.epoch}/${p.epochs} [${'='.repeat(filled)}${' '.repeat(width - filled)}] ${p.step}/${p.steps}  loss ${fmt(p.loss)}  ${rate(p.samplesPerSec)} samples/s  ETA ${clock(eta)}`;
-      stream.write('\r\x1b[2K' + line.slice(0, Math.max(20, (stream.columns ?? 120) - 1)));
+      stream.write('\r\x1b[2K' + line.slice(0, Math.max(20, (stream.columns || 120) - 1)));
       live = true;
     },
     epoch(e, epochs) {
