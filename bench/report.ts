@@ -108,6 +108,9 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
         `${x.threads} (${x.threadsUsed})`, int(x.stats.samplesPerSec), pm(x.stats), range(x.stats),
         fixed(x.speedup), fixed(x.efficiency), sig(x.gflops),
       ])), '');
+    const most = Math.max(...sc.rows.map((x) => (typeof x.threadsUsed === 'number' ? x.threadsUsed : 1)));
+    if (most < 16)
+      out.push(`Threads above ${most} were not measured in this run (the machine has ${r.machine.availableParallelism} cores). On a machine with 16 cores: \`npm run bench -- --suites scaling --threads 1,2,4,8,16\`. A batch is shared by at most B/32 threads (chunks of at least 32 samples), so batch 256 scales to 8 threads and batch 512 to 16.`, '');
   }
 
   const k = r.suites.kernels;
