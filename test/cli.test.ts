@@ -174,6 +174,21 @@ describe('the workflow: init → train --init → predict → evaluate', () => {
     expect(readFileSync(out, 'utf8')).toBe(SENTINEL);
     expect(leftovers()).toEqual([]);
   });
+  it('predict streams: 300,000 lines through a 40 MB heap', () => {
+    const model = path.join(dir, 'stream.json');
+    expect(bptrain(['init', '--layers', '2,3,2,1', '--hidden', 'sigmoid', '--out', model, '--quiet']).code).toBe(0);
+    const big = path.join(dir, 'big.ndjson');
+    const lines: string[] = [];
+    for (let i = 0; i < 300_000; i++) lines.push(`{"x":[${(i % 97) / 97},${(i % 89) / 89}]}`);
+    writeFileSync(big, lines.join('\n') + '\n'); // ~9 MB in, ~25 MB of predictions out
+    const out = path.join(dir, 'big-preds.ndjson');
+    const r = spawnSync(process.execPath, ['--max-old-space-size=40', CLI, 'predict', '--model', model, '--data', big, '--out', out],
+      { cwd: root, encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    expect(text.split('\n').length - 1).toBe(300_000);
+  });
   it('--normalize standard is stored in the model and applied by predict', () => {
     const model = path.join(dir, 'norm.json');
     const r = bptrain(['train', '--data', fixture('good/records.ndjson'), '--features', 'sepal,petal', '--label', 'species', '--hidden-layers', '4', '--normalize', 'standard', '--epochs', '3', '--out', model, '--quiet']);
