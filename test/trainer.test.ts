@@ -113,6 +113,23 @@ describe('abort, events and history', () => {
     expect(h.epochs[h.bestEpoch - 1].valLoss).toBe(best);
     expect((await trainer.evaluate(val)).loss).toBe(best);
   });
+  it('on one thread, fit yields to the event loop between steps (a step takes milliseconds here)', async () => {
+    const model = createModel({ layers: [784, 128, 10], seed: 1 });
+    await using trainer = new Trainer(model, { threads: 1 });
+    let ticks = 0;
+    let stepsWithoutTick = 0;
+    let running = true;
+    const tick = () => { ticks++; if (running) setImmediate(tick); };
+    setImmediate(tick);
+    let lastTicks = -1;
+    await trainer.fit(randomData(3, 640, 784, 10, 'cross-entropy'), {
+      epochs: 1, batchSize: 64,
+      onStep: () => { if (ticks === lastTicks) stepsWithoutTick++; lastTicks = ticks; },
+    });
+    running = false;
+    expect(ticks).toBeGreaterThanOrEqual(9);
+    expect(stepsWithoutTick).toBe(0);
+  });
   it('two trainers train at the same time in one process', async () => {
     const a = createModel({ layers: [6, 12, 3], seed: 1 });
     const b = createModel({ layers: [6, 12, 3], seed: 1 });
