@@ -3,10 +3,9 @@
 // Nothing here reads process.argv or calls process.exit.
 
 import { createWriteStream, promises as fsp } from 'node:fs';
-import path from 'node:path';
 import { once } from 'node:events';
 import {
-  Model, computeNormalization, createModel, loadModel, modelToText, saveModel, resolveModelSpec,
+  Model, computeNormalization, createModel, loadModel, saveModel, resolveModelSpec,
   type InputFields, type ModelOptions, type TargetInfo,
 } from './model.js';
 import { Trainer, type EpochStats, type FitOptions } from './trainer.js';
@@ -15,8 +14,8 @@ import { loadDataset, decodeOutput } from './targets.js';
 import { readRecords, type ReaderOptions } from './ndjson-reader.js';
 import { DataError } from './errors.js';
 import { Rng } from './rng.js';
-import { writeFileAtomic } from './fsutil.js';
 import { makeProgress } from './progress.js';
+import { tempPathFor } from './fsutil.js';
 import type { HiddenActivation, Loss, OutputActivation } from './layout.js';
 
 /** Where the CLI writes: injectable so tests of handlers need no process. */
@@ -198,7 +197,7 @@ export interface PredictArgs {
 export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
   const model = await loadModel(a.model);
   const fields = { ...(model.inputFields ?? {}), ...a.fields };
-  const tmp = a.out !== undefined ? tempName(a.out) : undefined;
+  const tmp = a.out !== undefined ? tempPathFor(a.out) : undefined;
   const sink = tmp !== undefined ? createWriteStream(tmp) : io.stdout;
   const BATCH = 256;
   const n0 = model.inputs, m = model.outputs;
@@ -223,6 +222,9 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
     if (tmp !== undefined) {
       const ws = sink as ReturnType<typeof createWriteStream>;
       await new Promise<void>((resolve, reject) => ws.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      const h = await fsp.open(tmp, 'r');
+      await h.sync(); // on disk before it takes the real name
+      await h.close();
       await fsp.rename(tmp, a.out!);
     }
   } catch (err) {
@@ -340,10 +342,6 @@ function displayName(file: string): string {
   return file === '-' ? '<stdin>' : file;
 }
 
-let tempCounter = 0;
-function tempName(file: string): string {
-  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${tempCounter++}.tmp`);
-}
 
 export function describeNet(model: Model): string {
   const acts = model.activations;
@@ -357,4 +355,3 @@ function describeTarget(t: TargetInfo): string {
   return `${t.outputs} classes`;
 }
 
-export { modelToText, writeFileAtomic };

@@ -5,9 +5,14 @@ import path from 'node:path';
 
 let counter = 0;
 
+/** A fresh temporary name beside `file` (same directory, so the final rename is atomic). */
+export function tempPathFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${counter++}.tmp`);
+}
+
 /** Writes `text` to a temporary file beside `file`, fsyncs it, then renames it over `file`. */
 export async function writeFileAtomic(file: string, text: string): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${counter++}.tmp`);
+  const tmp = tempPathFor(file);
   let handle: fsp.FileHandle | undefined;
   try {
     handle = await fsp.open(tmp, 'w');

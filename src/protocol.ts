@@ -33,7 +33,7 @@ export const SYNC_ARRIVED_GRAD = 0;
 export const SYNC_ARRIVED_REDUCE = 1;
 export const SYNC_FLAGS = 2;
 
-/** stats[c*STATS_PER_CHUNK + 0] = loss sum, +1 = correct count, +2 = non-finite flag. */
+/** stats[c*STATS_PER_CHUNK + 0] = chunk c's loss sum, +1 = its correct count (the rest is padding). */
 export const STATS_PER_CHUNK = 4;
 
 export interface WorkerTask {
