@@ -9,7 +9,8 @@
 import { Act, Layout, ParamViews } from './layout.js';
 import {
   activate, activateDerivative, activationBackward, activationForward, countCorrect,
-  denseBackward, denseBackwardNaive, denseForward, denseForwardNaive, lossForwardBackward,
+  denseBackward, denseBackwardNaive, denseBackwardWeightsRows, denseForward, denseForwardNaive, denseForwardRows,
+  lossForwardBackward, nonZeroRows,
 } from './kernels.js';
 import { LossCode } from './layout.js';
 
@@ -25,7 +26,14 @@ export interface Workspace {
   /** Two ping-pong buffers for δ(k) and Wᵀδ, (max n_k × cap). */
   readonly d0: Float64Array;
   readonly d1: Float64Array;
+  /** The input rows of the current block that are not all zero, when few enough of them are to
+   *  take the sparse first-layer kernels (nRows < 0). */
+  readonly rows: Int32Array;
+  nRows: number;
 }
+
+/** Below this fraction of non-zero input rows, the first layer skips the zero rows. */
+const SPARSE_BELOW = 0.85;
 
 export function makeWorkspace(layout: Layout, cap: number): Workspace {
   const { sizes } = layout.spec;
@@ -38,6 +46,8 @@ export function makeWorkspace(layout: Layout, cap: number): Workspace {
     y: new Float64Array(sizes[L] * cap),
     d0: new Float64Array(maxN * cap),
     d1: new Float64Array(maxN * cap),
+    rows: new Int32Array(sizes[0]),
+    nRows: -1,
   };
 }
 
@@ -66,9 +76,12 @@ export function gatherBlock(
 export function forwardBlock(layout: Layout, P: ParamViews, ws: Workspace, S: number): void {
   const { sizes } = layout.spec;
   const L = layout.depth;
+  const nRows = nonZeroRows(ws.rows, ws.acts[0], sizes[0], S);
+  ws.nRows = nRows < SPARSE_BELOW * sizes[0] ? nRows : -1;
   for (let k = 1; k <= L; k++) {
     const Z = k === L ? ws.zOut : ws.acts[k];
-    denseForward(Z, ws.acts[k - 1], P.W[k - 1], P.b[k - 1], sizes[k], sizes[k - 1], S);
+    if (k === 1 && ws.nRows >= 0) denseForwardRows(Z, ws.acts[0], P.W[0], P.b[0], sizes[1], sizes[0], S, ws.rows, ws.nRows);
+    else denseForward(Z, ws.acts[k - 1], P.W[k - 1], P.b[k - 1], sizes[k], sizes[k - 1], S);
     activationForward(layout.act[k - 1], ws.acts[k], Z, sizes[k], S);
   }
 }
@@ -86,7 +99,8 @@ export function backwardBlock(layout: Layout, P: ParamViews, G: ParamViews, ws: 
   const loss = lossForwardBackward(layout.lossCode, layout.act[L - 1], delta, ws.zOut, ws.acts[L], ws.y, sizes[L], S);
   for (let k = L; k >= 1; k--) {
     const dPrev = k > 1 ? other : null;
-    denseBackward(dPrev, G.W[k - 1], G.b[k - 1], delta, ws.acts[k - 1], P.W[k - 1], sizes[k], sizes[k - 1], S, accumulate);
+    if (k === 1 && ws.nRows >= 0) denseBackwardWeightsRows(G.W[0], G.b[0], delta, ws.acts[0], sizes[1], sizes[0], S, ws.rows, ws.nRows, accumulate);
+    else denseBackward(dPrev, G.W[k - 1], G.b[k - 1], delta, ws.acts[k - 1], P.W[k - 1], sizes[k], sizes[k - 1], S, accumulate);
     if (dPrev !== null) {
       // δ(k-1) = f'(z(k-1)) ⊙ W(k)ᵀ δ(k), in place in the other buffer, which becomes δ.
       activationBackward(layout.act[k - 2], dPrev, dPrev, ws.acts[k - 1], sizes[k - 1] * S);

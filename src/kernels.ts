@@ -193,6 +193,162 @@ function denseBackwardInput(
 }
 
 // ---------------------------------------------------------------------------------------------
+// The first layer on sparse inputs. Pixels at an image's border, one-hot codes and bag-of-words
+// counts leave many input features at exactly 0 for every sample of a block; `rows` lists the
+// features that are not (ascending). The products of a zero row are all ±0, and adding ±0 to a
+// sum leaves it unchanged (up to the sign of an exact zero), so skipping those rows gives the same
+// sums, in the same order, with less work. Only the first layer has such rows; inner layers use
+// the dense kernels above.
+
+/** Z (nOut × S) = W · A + b, reading only the rows of A listed in rows[0..nRows). */
+export function denseForwardRows(
+  Z: Float64Array, A: Float64Array, W: Float64Array, b: Float64Array,
+  nOut: number, nIn: number, S: number, rows: Int32Array, nRows: number,
+): void {
+  const o4 = nOut & ~3;
+  const s4 = S & ~3;
+  let o = 0;
+  for (; o < o4; o += 4) {
+    const w0 = o * nIn, w1 = w0 + nIn, w2 = w1 + nIn, w3 = w2 + nIn;
+    const b0 = b[o], b1 = b[o + 1], b2 = b[o + 2], b3 = b[o + 3];
+    let s = 0;
+    for (; s < s4; s += 4) {
+      let c00 = b0, c01 = b0, c02 = b0, c03 = b0;
+      let c10 = b1, c11 = b1, c12 = b1, c13 = b1;
+      let c20 = b2, c21 = b2, c22 = b2, c23 = b2;
+      let c30 = b3, c31 = b3, c32 = b3, c33 = b3;
+      for (let k = 0; k < nRows; k++) {
+        const i = rows[k];
+        const a = i * S + s;
+        const a0 = A[a], a1 = A[a + 1], a2 = A[a + 2], a3 = A[a + 3];
+        const x0 = W[w0 + i], x1 = W[w1 + i], x2 = W[w2 + i], x3 = W[w3 + i];
+        c00 += x0 * a0; c01 += x0 * a1; c02 += x0 * a2; c03 += x0 * a3;
+        c10 += x1 * a0; c11 += x1 * a1; c12 += x1 * a2; c13 += x1 * a3;
+        c20 += x2 * a0; c21 += x2 * a1; c22 += x2 * a2; c23 += x2 * a3;
+        c30 += x3 * a0; c31 += x3 * a1; c32 += x3 * a2; c33 += x3 * a3;
+      }
+      let z = o * S + s;
+      Z[z] = c00; Z[z + 1] = c01; Z[z + 2] = c02; Z[z + 3] = c03; z += S;
+      Z[z] = c10; Z[z + 1] = c11; Z[z + 2] = c12; Z[z + 3] = c13; z += S;
+      Z[z] = c20; Z[z + 1] = c21; Z[z + 2] = c22; Z[z + 3] = c23; z += S;
+      Z[z] = c30; Z[z + 1] = c31; Z[z + 2] = c32; Z[z + 3] = c33;
+    }
+    for (; s < S; s++) {
+      let c0 = b0, c1 = b1, c2 = b2, c3 = b3;
+      for (let k = 0; k < nRows; k++) {
+        const i = rows[k];
+        const av = A[i * S + s];
+        c0 += W[w0 + i] * av; c1 += W[w1 + i] * av; c2 += W[w2 + i] * av; c3 += W[w3 + i] * av;
+      }
+      Z[o * S + s] = c0; Z[(o + 1) * S + s] = c1; Z[(o + 2) * S + s] = c2; Z[(o + 3) * S + s] = c3;
+    }
+  }
+  for (; o < nOut; o++) {
+    const w0 = o * nIn;
+    for (let s = 0; s < S; s++) {
+      let c = b[o];
+      for (let k = 0; k < nRows; k++) {
+        const i = rows[k];
+        c += W[w0 + i] * A[i * S + s];
+      }
+      Z[o * S + s] = c;
+    }
+  }
+}
+
+/**
+ * dW += dZ · Aᵀ and db += row sums of dZ (or = with accumulate false), for a first layer whose
+ * input rows outside rows[0..nRows) are all zero: their dW columns get exactly 0 (overwrite) or
+ * nothing (accumulate). No dA: nobody needs the gradient of the inputs.
+ */
+export function denseBackwardWeightsRows(
+  dW: Float64Array, db: Float64Array, dZ: Float64Array, A: Float64Array,
+  nOut: number, nIn: number, S: number, rows: Int32Array, nRows: number, accumulate: boolean,
+): void {
+  for (let o = 0; o < nOut; o++) {
+    let c = 0;
+    for (let s = 0, d = o * S; s < S; s++) c += dZ[d + s];
+    db[o] = accumulate ? db[o] + c : c;
+  }
+  if (!accumulate) {
+    // The columns of the zero rows: their sums would be +0 (each starts at +0, adds ±0 products).
+    for (let k = 0, next = 0; next < nIn; next++) {
+      if (k < nRows && rows[k] === next) { k++; continue; }
+      for (let o = 0, w = next; o < nOut; o++, w += nIn) dW[w] = 0;
+    }
+  }
+  const o4 = nOut & ~3;
+  const k4 = nRows & ~3;
+  let o = 0;
+  for (; o < o4; o += 4) {
+    const d0 = o * S, d1 = d0 + S, d2 = d1 + S, d3 = d2 + S;
+    const r0 = o * nIn, r1 = r0 + nIn, r2 = r1 + nIn, r3 = r2 + nIn;
+    let k = 0;
+    for (; k < k4; k += 4) {
+      const i0 = rows[k], i1 = rows[k + 1], i2 = rows[k + 2], i3 = rows[k + 3];
+      const a0 = i0 * S, a1 = i1 * S, a2 = i2 * S, a3 = i3 * S;
+      let c00 = 0, c01 = 0, c02 = 0, c03 = 0;
+      let c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+      let c20 = 0, c21 = 0, c22 = 0, c23 = 0;
+      let c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+      for (let s = 0; s < S; s++) {
+        const x0 = dZ[d0 + s], x1 = dZ[d1 + s], x2 = dZ[d2 + s], x3 = dZ[d3 + s];
+        const y0 = A[a0 + s], y1 = A[a1 + s], y2 = A[a2 + s], y3 = A[a3 + s];
+        c00 += x0 * y0; c01 += x0 * y1; c02 += x0 * y2; c03 += x0 * y3;
+        c10 += x1 * y0; c11 += x1 * y1; c12 += x1 * y2; c13 += x1 * y3;
+        c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
+        c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
+      }
+      if (accumulate) {
+        dW[r0 + i0] += c00; dW[r0 + i1] += c01; dW[r0 + i2] += c02; dW[r0 + i3] += c03;
+        dW[r1 + i0] += c10; dW[r1 + i1] += c11; dW[r1 + i2] += c12; dW[r1 + i3] += c13;
+        dW[r2 + i0] += c20; dW[r2 + i1] += c21; dW[r2 + i2] += c22; dW[r2 + i3] += c23;
+        dW[r3 + i0] += c30; dW[r3 + i1] += c31; dW[r3 + i2] += c32; dW[r3 + i3] += c33;
+      } else {
+        dW[r0 + i0] = c00; dW[r0 + i1] = c01; dW[r0 + i2] = c02; dW[r0 + i3] = c03;
+        dW[r1 + i0] = c10; dW[r1 + i1] = c11; dW[r1 + i2] = c12; dW[r1 + i3] = c13;
+        dW[r2 + i0] = c20; dW[r2 + i1] = c21; dW[r2 + i2] = c22; dW[r2 + i3] = c23;
+        dW[r3 + i0] = c30; dW[r3 + i1] = c31; dW[r3 + i2] = c32; dW[r3 + i3] = c33;
+      }
+    }
+    for (; k < nRows; k++) {
+      const i = rows[k];
+      const a0 = i * S;
+      let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+      for (let s = 0; s < S; s++) {
+        const y = A[a0 + s];
+        c0 += dZ[d0 + s] * y; c1 += dZ[d1 + s] * y; c2 += dZ[d2 + s] * y; c3 += dZ[d3 + s] * y;
+      }
+      if (accumulate) { dW[r0 + i] += c0; dW[r1 + i] += c1; dW[r2 + i] += c2; dW[r3 + i] += c3; }
+      else { dW[r0 + i] = c0; dW[r1 + i] = c1; dW[r2 + i] = c2; dW[r3 + i] = c3; }
+    }
+  }
+  for (; o < nOut; o++) {
+    const d0 = o * S;
+    for (let k = 0; k < nRows; k++) {
+      const i = rows[k];
+      let c = 0;
+      for (let s = 0, a = i * S; s < S; s++) c += dZ[d0 + s] * A[a + s];
+      dW[o * nIn + i] = accumulate ? dW[o * nIn + i] + c : c;
+    }
+  }
+}
+
+/** Lists the rows of A (n × S) that hold a non-zero value into `rows`; returns how many. */
+export function nonZeroRows(rows: Int32Array, A: Float64Array, n: number, S: number): number {
+  let count = 0;
+  for (let i = 0; i < n; i++) {
+    for (let s = 0, a = i * S; s < S; s++) {
+      if (A[a + s] !== 0) {
+        rows[count++] = i;
+        break;
+      }
+    }
+  }
+  return count;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Activations, block form. Hidden activations run in place (Z becomes A); their derivatives are
 // computed from the activation value a = f(z), which is why no Z is kept for hidden layers.
 

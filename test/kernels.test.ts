@@ -67,3 +67,36 @@ describe('block forward/backward equals the per-sample reference', () => {
     }
   }
 });
+
+describe('sparse inputs: the first layer skips all-zero input rows, with the same results', () => {
+  for (const S of [3, 8, 32]) {
+    for (const accumulate of [true, false]) {
+      it(`block of ${S}, ${accumulate ? 'accumulating into' : 'overwriting'} the gradient`, () => {
+        const layers = [23, 9, 4];
+        const model = createModel({ layers, hidden: 'relu', output: 'softmax', seed: 5 });
+        const { layout } = model;
+        const data = randomData(S + 100, S, 23, 4, 'cross-entropy');
+        // Features 0, 3, 6, … are zero in every sample: over a third of the rows, so the sparse path runs.
+        for (let s = 0; s < S; s++) for (let j = 0; j < 23; j += 3) data.x[s * 23 + j] = 0;
+        const ws = makeWorkspace(layout, S);
+        gatherBlock(ws, data.x, data.y, null, 0, S, 23, 4);
+        forwardBlock(layout, model.views, ws, S);
+        expect(ws.nRows).toBe(15); // the sparse kernels were chosen
+        const fast = new Float64Array(layout.stride).fill(accumulate ? 0 : 123.5); // overwrite must clear stale values
+        backwardBlock(layout, model.views, paramViews(layout, fast), ws, S, accumulate);
+        const naive = new Float64Array(layout.stride);
+        for (let s = 0; s < S; s++)
+          sampleGradientNaive(layout, model.views, paramViews(layout, naive), data.x.subarray(s * 23, (s + 1) * 23), data.y.subarray(s * 4, (s + 1) * 4));
+        const views = paramViews(layout, fast);
+        const ref = paramViews(layout, naive);
+        for (let k = 0; k < 2; k++) {
+          expect(maxRelDiff(views.W[k], ref.W[k])).toBeLessThanOrEqual(1e-12);
+          expect(maxRelDiff(views.b[k], ref.b[k])).toBeLessThanOrEqual(1e-12);
+        }
+        // The zero rows' weight gradients are exactly zero; the others are not.
+        expect(views.W[0].every((v, idx) => idx % 23 !== 0 || Object.is(v, 0))).toBe(true);
+        expect(views.W[0].some((v, idx) => idx % 23 === 1 && v !== 0)).toBe(true);
+      });
+    }
+  }
+});
