@@ -78,6 +78,61 @@ export async function measure(name: string, timing: BenchTiming, tasks: TaskSpec
   return out;
 }
 
+/**
+ * Like `measure`, but in `rounds` rounds, each a fresh Bench over all the tasks with a share of
+ * the time budget, the task order rotated from round to round. A burst of load from a neighbour
+ * then falls on every configuration alike instead of on whichever one was running, which is what
+ * same-run ratios (speedup, 'auto' ÷ 1 thread) need. Per task: samples/s from the median of the
+ * rounds' median times; the spread from the slowest and fastest call of any round; rme from all
+ * the calls pooled.
+ */
+export async function measureInterleaved(name: string, timing: BenchTiming, tasks: TaskSpec[], rounds: number): Promise<Map<string, Stats>> {
+  if (rounds <= 1) return measure(name, timing, tasks);
+  const perRound: Map<string, Stats>[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const rotated = tasks.map((_, i) => tasks[(i + r) % tasks.length]);
+    const share: BenchTiming = {
+      time: timing.time / rounds,
+      iterations: timing.iterations,
+      // Warm up in the first round only: later rounds find the JIT and the pools warm.
+      warmupTime: r === 0 ? timing.warmupTime : 0,
+      warmupIterations: r === 0 ? timing.warmupIterations : 0,
+    };
+    perRound.push(await measure(`${name} (round ${r + 1}/${rounds})`, share, rotated));
+  }
+  const out = new Map<string, Stats>();
+  for (const t of tasks) {
+    const all = perRound.map((m) => m.get(t.name)!);
+    const medianRate = median(all.map((x) => x.samplesPerSec));
+    // Pooled mean and standard deviation of all the rounds' calls, and the 95% margin of the mean.
+    const n = all.reduce((k, x) => k + x.runs, 0);
+    const mean = all.reduce((k, x) => k + x.meanMs * x.runs, 0) / n;
+    const ss = all.reduce((k, x) => k + (x.runs - 1) * x.sdMs ** 2 + x.runs * (x.meanMs - mean) ** 2, 0);
+    const sd = n > 1 ? Math.sqrt(ss / (n - 1)) : 0;
+    const df = Math.max(1, n - 1);
+    const t975 = 1.96 + 2.4 / df + 3 / (df * df); // Student's t, 0.975 quantile, to ~1% for df ≥ 4
+    out.set(t.name, {
+      samplesPerTask: t.samples,
+      runs: n,
+      meanMs: mean,
+      minMs: Math.min(...all.map((x) => x.minMs)),
+      maxMs: Math.max(...all.map((x) => x.maxMs)),
+      sdMs: sd,
+      rmePct: n > 1 ? (100 * t975 * sd) / Math.sqrt(n) / mean : 0,
+      samplesPerSec: medianRate,
+      samplesPerSecMin: Math.min(...all.map((x) => x.samplesPerSecMin)),
+      samplesPerSecMax: Math.max(...all.map((x) => x.samplesPerSecMax)),
+    });
+  }
+  return out;
+}
+
+function median(values: number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 === 1 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
 function statsOf(label: string, result: unknown, samples: number): Stats {
   const r = result as { state: string; error?: Error; latency?: { mean: number; p50?: number; min: number; max: number; sd: number; rme: number; samplesCount: number } };
   if (r.state === 'errored') throw r.error ?? new Error(`${label} failed`);

@@ -311,8 +311,9 @@ export class Trainer {
       // same arithmetic; an update is only ever applied when everything is finite.
       let finite = true;
       for (let w = 0; w < t; w++) {
-        if (!results[w].reduced) reduceSlots(ctx.gradSum, ctx.grads, chunks, stride, cut(w, t), cut(w + 1, t));
-        finite &&= allFinite(ctx.gradSum, cut(w, t), cut(w + 1, t));
+        // A worker that reduced its range also checked it (its flag covers the losses too).
+        if (results[w].reduced) finite &&= results[w].finite;
+        else finite = reduceSlots(ctx.gradSum, ctx.grads, chunks, stride, cut(w, t), cut(w + 1, t)) && finite;
       }
       let loss = 0;
       for (let c = 0; c < chunks; c++) loss += ctx.stats[c * STATS_PER_CHUNK];

@@ -98,6 +98,22 @@ describe('numeric guard', () => {
     expect(readFileSync(out, 'utf8')).toBe('previous model\n');
     expect(readFileSync(ckpt, 'utf8')).toBe('previous checkpoint\n');
   });
+  it('on two threads too: the fused step applies nothing when a loss is not finite', async () => {
+    const data = randomData(4, 256, 4, 1, 'mse');
+    for (let j = 0; j < 4; j++) data.x[200 * 4 + j] = 1e200; // sample 200: in step 4 of 64-sample steps
+    const model = createModel({ layers: [4, 8, 1], hidden: 'relu', output: 'linear', loss: 'mse', seed: 1 });
+    const trainer = new Trainer(model, { threads: 2 });
+    let afterStep3: Float64Array | null = null;
+    const err = await trainer.fit(data, {
+      epochs: 1, batchSize: 64, shuffle: false,
+      onStep: (p) => { if (p.step === 3) afterStep3 = Float64Array.from(model.params); },
+    }).catch((e: unknown) => e);
+    expect(trainer.threadsFor(64)).toBe(2);
+    await trainer.close();
+    expect((err as Error).name).toBe('NumericError');
+    expect((err as Error).message).toMatch(/non-finite loss in epoch 1, step 4 \(first at sample 200\)/);
+    expect(Array.from(model.params)).toEqual(Array.from(afterStep3!));
+  });
   it('--clip-norm bounds the size of every step', async () => {
     const model = createModel({ layers: [4, 8, 2], seed: 1 });
     const before = Float64Array.from(model.params);
