@@ -8,8 +8,9 @@
 // DataError pointing at `file:line` and naming the field, e.g. `train.ndjson:37: x has 3 values,
 // expected 4`.
 //
-// Why not the `ndjson` package (named in the founding design, so we looked at it first): its parser (2.0.0) reports no line
-// numbers, keeps emitting rows after a bad line and stops early at a `null` line. Why not
+// Why not the `ndjson` package (named in the founding design, so we looked at it first): its
+// parser (2.0.0) reports no line numbers, keeps emitting rows after a bad line and stops early at
+// a `null` line. Why not
 // `node:readline`: it also splits at a lone '\r' (so physical line numbers can drift) and has a
 // history of not forwarding input-stream errors to its async iterator. A small splitter over the
 // stream's own async iterator is simpler: every error (missing file, corrupt gzip, bad line) rejects
