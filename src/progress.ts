@@ -25,7 +25,7 @@ export function epochLine(e: EpochStats, epochs: number): string {
   if (e.accuracy !== undefined) parts.push(`acc ${pct(e.accuracy)}`);
   if (e.valLoss !== undefined) parts.push(`val_loss ${fmt(e.valLoss)}`);
   if (e.valAccuracy !== undefined) parts.push(`val_acc ${pct(e.valAccuracy)}`);
-  parts.push(`${rate(e.samplesPerSec)} samples/s`, `${e.seconds.toFixed(2)}s`);
+  parts.push(`${rate(e.samplesPerSec)} samples/s`, e.seconds < 1 ? `${(e.seconds * 1000).toFixed(1)}ms` : `${e.seconds.toFixed(2)}s`);
   return parts.join('  ');
 }
 
