@@ -12,7 +12,7 @@
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { Model, computeGradient } from './model.js';
+import { Model, computeGradient, normalizeInPlace } from './model.js';
 import { Dataset, checkDatasetFits, toShared } from './dataset.js';
 import { Context, MAX_CHUNKS, chunkCount, chunkSizeFor, makeContext, allFinite, reduceSlots, runChunks } from './engine.js';
 import { STATS_PER_CHUNK, SYNC_FLAGS, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
@@ -238,13 +238,14 @@ export class Trainer {
     this.busy = true;
   }
 
+  /** The data in shared memory (copied once per fit), normalised if the model says so. */
   private shareData(data: Dataset): Dataset {
     const norm = this.model.normalization;
     if (norm === undefined) return toShared(data);
     const x = sharedFloat64(data.size * data.inputDim);
-    const n0 = data.inputDim;
-    for (let i = 0; i < data.size; i++) for (let j = 0; j < n0; j++) x[i * n0 + j] = (data.x[i * n0 + j] - norm.mean[j]) / norm.std[j];
-    return { ...toShared(data), x };
+    x.set(data.x.subarray(0, x.length));
+    normalizeInPlace(x, data.size, data.inputDim, norm);
+    return toShared({ ...data, x }); // x is shared already: only y is copied
   }
 
   private async ensurePool(threads: number): Promise<Piscina | null> {
