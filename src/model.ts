@@ -209,8 +209,8 @@ export function createModel(options: ModelOptions): Model {
 }
 
 function normalized(X: Float64Array, n: number, n0: number, norm: Normalization): Float64Array {
-  const out = new Float64Array(n * n0);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n0; j++) out[i * n0 + j] = (X[i * n0 + j] - norm.mean[j]) / norm.std[j];
+  const out = X.slice(0, n * n0);
+  normalizeInPlace(out, n, n0, norm);
   return out;
 }
 
