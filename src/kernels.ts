@@ -198,7 +198,8 @@ function denseBackwardInput(
 // features that are not (ascending). The products of a zero row are all ±0, and adding ±0 to a
 // sum leaves it unchanged (up to the sign of an exact zero), so skipping those rows gives the same
 // sums, in the same order, with less work. Only the first layer has such rows; inner layers use
-// the dense kernels above.
+// the dense kernels above. These are copies of the dense kernels with the row loop going through
+// `rows` on purpose: one kernel for both would put that extra load in every inner layer's loop.
 
 /** Z (nOut × S) = W · A + b, reading only the rows of A listed in rows[0..nRows). */
 export function denseForwardRows(
