@@ -173,10 +173,8 @@ export function buildParser(argv: string[], io: Io): Argv {
         const momentum = num(raw, 'momentum', { min: 0, lt: 1 });
         if (optimizer === 'adam' && momentum !== undefined) throw new UsageError('--momentum applies to --optimizer sgd only');
         const patience = num(raw, 'patience', { int: true, min: 1 });
-        if (init !== undefined && (raw.hidden !== 'relu' || raw.output !== undefined || raw.loss !== undefined) && process.env.BPTRAIN_ALLOW_INIT_OVERRIDE !== '1') {
-          if (raw.output !== undefined || raw.loss !== undefined || raw.hidden !== 'relu')
-            throw new UsageError('--init takes the activations and loss from the model file; drop --hidden/--output/--loss');
-        }
+        if (init !== undefined && (raw.hidden !== 'relu' || raw.output !== undefined || raw.loss !== undefined))
+          throw new UsageError('--init takes the activations and loss from the model file; drop --hidden/--output/--loss');
         return trainCommand({
           data: str(raw, 'data')!,
           fields: fields(raw),

@@ -5,7 +5,7 @@
 import { createWriteStream, promises as fsp } from 'node:fs';
 import { once } from 'node:events';
 import {
-  Model, computeNormalization, createModel, loadModel, saveModel, resolveModelSpec,
+  Model, computeNormalization, createModel, loadModel, saveModel,
   type InputFields, type ModelOptions, type TargetInfo,
 } from './model.js';
 import { Trainer, type EpochStats, type FitOptions } from './trainer.js';
@@ -99,7 +99,6 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
       : target.kind === 'binary' ? { output: 'sigmoid', loss: 'binary-cross-entropy' } as const
       : { output: 'linear', loss: 'mse' } as const;
     const options: ModelOptions = { layers, hidden: a.hidden, output: a.output ?? (a.loss === undefined ? defaults.output : undefined), loss: a.loss ?? (a.output === undefined ? defaults.loss : undefined), seed: a.seed };
-    resolveModelSpec(options);
     model = createModel(options);
   }
   model.target = target;

@@ -506,7 +506,10 @@ export class Trainer {
         } catch (err) {
           // The failed worker is gone or may be in any state: end the pool (waiting for every
           // thread to stop) so that nothing can still write the shared buffers, and start afresh
-          // on the next fit. The weights are untouched: the optimizer step was not applied.
+          // on the next fit. A worker that fails before the second barrier of a fused step (its
+          // chunks or its reduction) leaves the weights as they were: the others time out and
+          // apply nothing. One that dies while updating its own range after that barrier would
+          // leave that step half applied; no injected fault can land there.
           await this.destroyPool();
           throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${(err as Error)?.message ?? String(err)}`, epoch, step + 1, { cause: err });
         }
