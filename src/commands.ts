@@ -90,11 +90,9 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     if (target.outputs !== model.outputs)
       throw new DataError(`targets need ${target.outputs} outputs, but the model from --init has ${model.outputs}`, a.data);
   } else {
+    // --layers reached the reader as inputsHint/outputsHint: a data file that does not fit them
+    // has already failed there, at its first line that does not.
     const layers = a.layers ?? [train.inputDim, ...(a.hiddenLayers ?? []), target.outputs];
-    if (layers[0] !== train.inputDim)
-      throw new DataError(`--layers starts with ${layers[0]} inputs, but the data has ${train.inputDim} input values per line`, a.data);
-    if (layers.at(-1) !== target.outputs)
-      throw new DataError(`--layers ends with ${layers.at(-1)} outputs, but the targets need ${target.outputs} (${describeTarget(target)})`, a.data);
     const defaults = target.kind === 'classes' ? { output: 'softmax', loss: 'cross-entropy' } as const
       : target.kind === 'binary' ? { output: 'sigmoid', loss: 'binary-cross-entropy' } as const
       : { output: 'linear', loss: 'mse' } as const;
@@ -347,10 +345,3 @@ export function describeNet(model: Model): string {
   const hidden = acts.length > 1 ? `${acts[0]} hidden, ` : '';
   return `${model.sizes.join('-')} (${hidden}${acts.at(-1)} output, ${model.loss}, ${model.parameterCount} parameters)`;
 }
-
-function describeTarget(t: TargetInfo): string {
-  if (t.kind === 'regression') return `${t.outputs} regression value${t.outputs > 1 ? 's' : ''}`;
-  if (t.kind === 'binary') return 'binary labels 0/1';
-  return `${t.outputs} classes`;
-}
-
