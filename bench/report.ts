@@ -110,7 +110,7 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
       ])), '');
     const most = Math.max(...sc.rows.map((x) => (typeof x.threadsUsed === 'number' ? x.threadsUsed : 1)));
     if (most < 16)
-      out.push(`Threads above ${most} were not measured in this run (the machine has ${r.machine.availableParallelism} cores). On a machine with 16 cores: \`npm run bench -- --suites scaling --threads 1,2,4,8,16\`. A batch is shared by at most B/32 threads (chunks of at least 32 samples), so batch 256 scales to 8 threads and batch 512 to 16.`, '');
+      out.push(`Threads above ${most} were not measured in this run (the machine has ${r.machine.availableParallelism} cores). On a machine with 16 cores: \`npm run bench -- --suites scaling --threads 1,2,4,8,16\`. A batch is shared by at most B/32 threads (chunks of 32 samples), so batch 256 scales to 8 threads and batch 512 to 16.`, '');
   }
 
   const k = r.suites.kernels;
@@ -121,7 +121,7 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
       k.rows.map((x) => [x.group, x.impl, x.description, int(x.stats.samplesPerSec), pm(x.stats), sig(x.gflops), fixed(x.speedupVsNaive, 1)])), '');
     const o = k.overhead;
     out.push(`${h}# Coordinator overhead per step`, '');
-    out.push(`${o.network}, batch ${o.batchSize} (${o.chunks} chunks): almost no arithmetic, so the extra time per step over 1 thread (which runs the chunks inline) is the cost of the worker round trip: one pool phase per step (gradient chunks, two barriers, then the parallel reduction and optimizer update). ${o.rows[0]?.stepsPerTask ?? 0} steps per task.`, '');
+    out.push(`${o.network}, batch ${o.batchSize} (${o.chunks} chunks): almost no arithmetic, so the extra time per step over 1 thread (which runs the chunks inline) is the cost of the worker round trip: one pool task per thread per step (δ pass, a barrier, gradient rows, a barrier, optimizer update). ${o.rows[0]?.stepsPerTask ?? 0} steps per task.`, '');
     out.push(table(['threads (used)', 'µs per step', '±', 'extra over 1 thread (µs)'],
       o.rows.map((x) => [`${x.threads} (${x.threadsUsed})`, sig(x.perStepUs), pm(x.stats), x.overheadUs === null ? '–' : sig(x.overheadUs)])), '');
   }

@@ -1,20 +1,24 @@
 // Forward and backward passes of a whole network over one chunk of samples.
 //
-// This is the work a worker thread (or the coordinator itself, at one thread) does for one chunk
-// of a minibatch: gather the chunk's samples from the shared dataset, run the layers forward,
-// compute the loss and the output δ, and propagate δ back, adding the chunk's gradient sum into
-// one gradient slot. `sampleGradientNaive` does the same for a single sample with the tutorial's
+// This is the work done for one chunk of a minibatch: gather the chunk's samples from the shared
+// dataset, run the layers forward, compute the loss and the output δ, propagate δ back, and form
+// the chunk's gradient sum δ(k) n(k-1)ᵀ. On one thread all of it runs chunk after chunk
+// (chunkGradient); a parallel step splits it into the δ pass per chunk and the gradient sums per
+// block of weight rows (engine.ts). `sampleGradientNaive` does the same for a single sample with the tutorial's
 // equations written out, and is the reference the block path is tested against.
 
 import { Act, Layout, ParamViews } from './layout.js';
 import {
   activate, activateDerivative, activationBackward, activationForward, countCorrect,
-  denseBackward, denseBackwardNaive, denseBackwardWeightsRows, denseForward, denseForwardNaive, denseForwardRows,
+  denseBackwardInput, denseBackwardNaive, denseBackwardWeights, denseBackwardWeightsRows, denseForward, denseForwardNaive,
+  denseForwardRows,
   lossForwardBackward, nonZeroRows,
 } from './kernels.js';
 import { LossCode } from './layout.js';
 
-/** Scratch memory for blocks of up to `cap` samples. One per thread; reused for every chunk. */
+/** Memory for one block of up to `cap` samples: its activations and error terms. A thread's own
+ *  workspace is reused for every chunk; in a parallel step each chunk has one in shared memory,
+ *  so that the δ one thread computes can be read by the thread that owns the weight rows. */
 export interface Workspace {
   readonly cap: number;
   /** acts[k] is n(k) for the block, (n_k × cap) feature-major; acts[0] holds the gathered inputs. */
@@ -23,32 +27,41 @@ export interface Workspace {
   readonly zOut: Float64Array;
   /** Gathered targets, (n_L × cap). */
   readonly y: Float64Array;
-  /** Two ping-pong buffers for δ(k) and Wᵀδ, (max n_k × cap). */
-  readonly d0: Float64Array;
-  readonly d1: Float64Array;
-  /** The input rows of the current block that are not all zero, when few enough of them are to
-   *  take the sparse first-layer kernels (nRows < 0). */
+  /** deltas[k] is δ(k) = ∂L/∂z(k) for k = 1..L, (n_k × cap); deltas[0] is unused. */
+  readonly deltas: Float64Array[];
+  /** The input rows of the current block that are not all zero, ascending, when few enough of
+   *  them are to take the sparse first-layer kernels; rows[n0] holds their count, or -1 for the
+   *  dense kernels. */
   readonly rows: Int32Array;
-  nRows: number;
 }
 
 /** Below this fraction of non-zero input rows, the first layer skips the zero rows. */
 const SPARSE_BELOW = 0.85;
 
-export function makeWorkspace(layout: Layout, cap: number): Workspace {
+/** Doubles and int32s that one workspace of `cap` samples takes (see makeWorkspace). */
+export function workspaceSize(layout: Layout, cap: number): { f64: number; i32: number } {
+  const { sizes } = layout.spec;
+  let n = 0;
+  for (const size of sizes) n += size; // acts
+  for (let k = 1; k < sizes.length; k++) n += sizes[k]; // deltas
+  n += 2 * sizes[sizes.length - 1]; // zOut, y
+  return { f64: n * cap, i32: sizes[0] + 1 };
+}
+
+/** A workspace for blocks of up to `cap` samples, fresh or over the given memory (at least
+ *  workspaceSize doubles and int32s). */
+export function makeWorkspace(layout: Layout, cap: number, f64?: Float64Array, i32?: Int32Array): Workspace {
   const { sizes } = layout.spec;
   const L = layout.depth;
-  const maxN = Math.max(...sizes.slice(1));
-  return {
-    cap,
-    acts: sizes.map((n) => new Float64Array(n * cap)),
-    zOut: new Float64Array(sizes[L] * cap),
-    y: new Float64Array(sizes[L] * cap),
-    d0: new Float64Array(maxN * cap),
-    d1: new Float64Array(maxN * cap),
-    rows: new Int32Array(sizes[0]),
-    nRows: -1,
-  };
+  const size = workspaceSize(layout, cap);
+  const mem = f64 ?? new Float64Array(size.f64);
+  let off = 0;
+  const take = (n: number): Float64Array => mem.subarray(off, (off += n * cap));
+  const acts = sizes.map((n) => take(n));
+  const deltas = [new Float64Array(0), ...sizes.slice(1).map((n) => take(n))];
+  const zOut = take(sizes[L]);
+  const y = take(sizes[L]);
+  return { cap, acts, zOut, y, deltas, rows: (i32 ?? new Int32Array(size.i32)).subarray(0, size.i32) };
 }
 
 /**
@@ -77,38 +90,67 @@ export function forwardBlock(layout: Layout, P: ParamViews, ws: Workspace, S: nu
   const { sizes } = layout.spec;
   const L = layout.depth;
   const nRows = nonZeroRows(ws.rows, ws.acts[0], sizes[0], S);
-  ws.nRows = nRows < SPARSE_BELOW * sizes[0] ? nRows : -1;
+  const sparse = nRows < SPARSE_BELOW * sizes[0];
+  ws.rows[sizes[0]] = sparse ? nRows : -1;
   for (let k = 1; k <= L; k++) {
     const Z = k === L ? ws.zOut : ws.acts[k];
-    if (k === 1 && ws.nRows >= 0) denseForwardRows(Z, ws.acts[0], P.W[0], P.b[0], sizes[1], sizes[0], S, ws.rows, ws.nRows);
+    if (k === 1 && sparse) denseForwardRows(Z, ws.acts[0], P.W[0], P.b[0], sizes[1], sizes[0], S, ws.rows, nRows);
     else denseForward(Z, ws.acts[k - 1], P.W[k - 1], P.b[k - 1], sizes[k], sizes[k - 1], S);
     activationForward(layout.act[k - 1], ws.acts[k], Z, sizes[k], S);
   }
 }
 
 /**
- * After forwardBlock: computes the loss sum and the output δ, then back-propagates, adding the
- * block's gradient sum into G (dW += δ(k) n(k-1)ᵀ, db += δ(k), summed over the block).
- * Returns the summed per-sample loss.
+ * After forwardBlock: computes the loss sum and the output δ(L), then propagates the error terms
+ * back, δ(k-1) = f'(z(k-1)) ⊙ W(k)ᵀ δ(k), keeping every δ(k) in ws.deltas. Returns the summed
+ * per-sample loss. The weight gradients are left to blockWeightGradient.
  */
-export function backwardBlock(layout: Layout, P: ParamViews, G: ParamViews, ws: Workspace, S: number, accumulate = true): number {
+export function backwardDeltas(layout: Layout, P: ParamViews, ws: Workspace, S: number): number {
   const { sizes } = layout.spec;
   const L = layout.depth;
-  let delta = ws.d0;
-  let other = ws.d1;
-  const loss = lossForwardBackward(layout.lossCode, layout.act[L - 1], delta, ws.zOut, ws.acts[L], ws.y, sizes[L], S);
-  for (let k = L; k >= 1; k--) {
-    const dPrev = k > 1 ? other : null;
-    if (k === 1 && ws.nRows >= 0) denseBackwardWeightsRows(G.W[0], G.b[0], delta, ws.acts[0], sizes[1], sizes[0], S, ws.rows, ws.nRows, accumulate);
-    else denseBackward(dPrev, G.W[k - 1], G.b[k - 1], delta, ws.acts[k - 1], P.W[k - 1], sizes[k], sizes[k - 1], S, accumulate);
-    if (dPrev !== null) {
-      // δ(k-1) = f'(z(k-1)) ⊙ W(k)ᵀ δ(k), in place in the other buffer, which becomes δ.
-      activationBackward(layout.act[k - 2], dPrev, dPrev, ws.acts[k - 1], sizes[k - 1] * S);
-      other = delta;
-      delta = dPrev;
-    }
+  const loss = lossForwardBackward(layout.lossCode, layout.act[L - 1], ws.deltas[L], ws.zOut, ws.acts[L], ws.y, sizes[L], S);
+  for (let k = L; k >= 2; k--) {
+    const dPrev = ws.deltas[k - 1];
+    denseBackwardInput(dPrev, ws.deltas[k], P.W[k - 1], sizes[k], sizes[k - 1], S);
+    activationBackward(layout.act[k - 2], dPrev, dPrev, ws.acts[k - 1], sizes[k - 1] * S);
   }
   return loss;
+}
+
+/**
+ * The block's gradient sum of rows [o0, o1) of layer k (1-based), after backwardDeltas:
+ * dW(k) rows += δ(k) n(k-1)ᵀ, db(k) rows += row sums of δ(k); or = with accumulate false. Each
+ * entry is one sum over the block's samples in sample order, whichever rows are asked for, so
+ * splitting a layer's rows between threads changes no bit.
+ */
+export function blockWeightGradient(
+  layout: Layout, G: ParamViews, ws: Workspace, S: number, k: number, o0: number, o1: number, accumulate: boolean,
+): void {
+  const { sizes } = layout.spec;
+  const nIn = sizes[k - 1];
+  const dW = G.W[k - 1].subarray(o0 * nIn, o1 * nIn);
+  const db = G.b[k - 1].subarray(o0, o1);
+  const dZ = ws.deltas[k].subarray(o0 * S, o1 * S);
+  const nRows = k === 1 ? ws.rows[sizes[0]] : -1;
+  if (nRows >= 0) denseBackwardWeightsRows(dW, db, dZ, ws.acts[0], o1 - o0, nIn, S, ws.rows, nRows, accumulate);
+  else denseBackwardWeights(dW, db, dZ, ws.acts[k - 1], o1 - o0, nIn, S, accumulate);
+}
+
+/**
+ * After forwardBlock: the loss sum, the error terms, and the block's whole gradient sum added
+ * into G (dW += δ(k) n(k-1)ᵀ, db += δ(k), summed over the block), or written there with
+ * accumulate false. Returns the summed per-sample loss.
+ */
+export function backwardBlock(layout: Layout, P: ParamViews, G: ParamViews, ws: Workspace, S: number, accumulate = true): number {
+  const loss = backwardDeltas(layout, P, ws, S);
+  blockGradient(layout, G, ws, S, accumulate);
+  return loss;
+}
+
+/** blockWeightGradient for every row of every layer. */
+function blockGradient(layout: Layout, G: ParamViews, ws: Workspace, S: number, accumulate: boolean): void {
+  const { sizes } = layout.spec;
+  for (let k = layout.depth; k >= 1; k--) blockWeightGradient(layout, G, ws, S, k, 0, sizes[k], accumulate);
 }
 
 /** Loss sum and correct count of the S gathered samples, forward only. */
@@ -120,19 +162,30 @@ export function evaluateBlock(layout: Layout, P: ParamViews, ws: Workspace, S: n
   return { loss, correct: countCorrect(layout.act[L - 1], ws.acts[L], ws.y, m, S) };
 }
 
-/** Gradient of one chunk: gather, forward, backward. Adds the chunk's gradient sum into G, or with
- *  accumulate = false writes it there (same bits as zeroing G first). */
-export function chunkGradient(
-  layout: Layout, P: ParamViews, G: ParamViews, ws: Workspace,
-  X: Float64Array, Y: Float64Array, order: Int32Array | null, start: number, S: number, accumulate = true,
+/** The first half of a chunk's gradient: gather, forward, loss and error terms (δ(k) in ws.deltas).
+ *  Returns the chunk's loss sum and correct count. */
+export function chunkDeltas(
+  layout: Layout, P: ParamViews, ws: Workspace,
+  X: Float64Array, Y: Float64Array, order: Int32Array | null, start: number, S: number,
 ): { loss: number; correct: number } {
   const { sizes } = layout.spec;
   const L = layout.depth;
   gatherBlock(ws, X, Y, order, start, S, sizes[0], sizes[L]);
   forwardBlock(layout, P, ws, S);
   const correct = countCorrect(layout.act[L - 1], ws.acts[L], ws.y, sizes[L], S);
-  const loss = backwardBlock(layout, P, G, ws, S, accumulate);
+  const loss = backwardDeltas(layout, P, ws, S);
   return { loss, correct };
+}
+
+/** Gradient of one chunk: chunkDeltas, then the gradient sums of every layer, added into G, or
+ *  with accumulate = false written there (same bits as zeroing G first). */
+export function chunkGradient(
+  layout: Layout, P: ParamViews, G: ParamViews, ws: Workspace,
+  X: Float64Array, Y: Float64Array, order: Int32Array | null, start: number, S: number, accumulate = true,
+): { loss: number; correct: number } {
+  const r = chunkDeltas(layout, P, ws, X, Y, order, start, S);
+  blockGradient(layout, G, ws, S, accumulate);
+  return r;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,32 +1,95 @@
 // The chunk runner shared by worker threads and the coordinator's own thread.
 //
-// A minibatch of B samples is cut into chunks of a fixed size that depends only on B (see
-// `chunkSizeFor`). Chunk c's gradient sum goes to its own slot, and the coordinator adds the slots
-// in chunk order. So the floating-point summation order is fixed by sample position alone, and the
-// result is bitwise identical whatever the number of threads and whatever order they finish in.
+// A minibatch is cut into chunks of CHUNK_SIZE samples. Every gradient entry is one sum over the
+// chunks in chunk order, each chunk's part itself a sum over its samples in sample order:
+// g = ((s0 + s1) + s2) + …. So the floating-point summation order is fixed by sample position
+// alone, and the result is bitwise identical whatever the number of threads and whatever order
+// they finish in.
+//
+// One thread runs the chunks one after the other, adding each chunk's gradient into the sum
+// (runChunks with sumInto). A parallel step (runParallelStep) splits the same arithmetic in two
+// phases joined by a barrier:
+//   1. δ pass, data-parallel: the threads take chunks from a shared counter; for each they run
+//      forward, the loss and δ(k) for every layer, into that chunk's block of shared memory.
+//   2. gradient sums, parameter-parallel: each thread owns a fixed share of the weight rows and
+//      adds up, for its rows only, δ(k) n(k-1)ᵀ over every chunk in chunk order, straight into the
+//      summed gradient; then it applies the optimizer to those rows.
+// Nobody writes what another thread writes, so there are no locks and no per-thread gradient
+// copies to add up afterwards: only the per-chunk activations and δ cross between threads, which
+// for MNIST are about a third of the bytes of a full gradient per chunk.
 
 import { Layout, ParamViews, makeLayout, paramViews } from './layout.js';
-import { Workspace, chunkGradient, evaluateBlock, gatherBlock, makeWorkspace } from './backprop.js';
-import { STATS_PER_CHUNK, SYNC_ARRIVED_GRAD, SYNC_ARRIVED_REDUCE, SYNC_FLAGS, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
+import { Workspace, blockWeightGradient, chunkDeltas, chunkGradient, evaluateBlock, gatherBlock, makeWorkspace, workspaceSize } from './backprop.js';
+import { STATS_PER_CHUNK, SYNC_ABORT, SYNC_ARRIVED, SYNC_FLAGS, SYNC_NEXT_CHUNK, SYNC_WIDTH, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
 import { optimizerBufferCount, optimizerStepRange } from './optim.js';
 import type { NetSpec } from './layout.js';
 
-/** At most this many chunks (gradient slots) per minibatch: enough for 16 threads. */
-export const MAX_CHUNKS = 16;
-/** Smallest chunk. Every chunk writes a full gradient slot that the reduction reads back, so the
- *  memory traffic per sample falls as chunks grow, and the blocked kernels run faster on longer
- *  blocks too. Measured on 784-128-64-10 at batch 256, 2 threads (samples/s, one thread → two):
- *  chunks of 16: 7,100 → 9,400; chunks of 32: 8,850 → 15,300. The price: a batch splits across at
- *  most B/32 threads (2 at batch 64, 8 at 256, 16 from 512). */
-export const MIN_CHUNK = 32;
+/** Samples per chunk: the unit of the summation order (and of the work a thread takes at a time).
+ *  A constant, so the order depends on sample positions only. 32 keeps a chunk's activations
+ *  inside L2 with the blocked kernels still running long inner loops (measured on 784-128-64-10:
+ *  16 is slower per sample on one thread, 64 too, once its blocks outgrow L2). */
+export const CHUNK_SIZE = 32;
+/** Chunks whose δ blocks are in shared memory at once. Larger minibatches run in rounds of this
+ *  many chunks (each round: δ pass, barrier, gradient sums, barrier), so that memory stays bounded
+ *  whatever the batch size. Also the most threads one step can use. */
+export const ROUND_CHUNKS = 32;
 
-/** Chunk size for a minibatch size: a pure function of B, never of the thread count. */
-export function chunkSizeFor(batchSize: number): number {
-  return Math.max(MIN_CHUNK, Math.ceil(batchSize / MAX_CHUNKS));
+/** Chunk size for a minibatch size: CHUNK_SIZE, never a function of the thread count. */
+export function chunkSizeFor(_batchSize: number): number {
+  return CHUNK_SIZE;
 }
 
 export function chunkCount(samples: number, chunkSize: number): number {
   return Math.ceil(samples / chunkSize);
+}
+
+/** Rows [begin, end) of layer `layer` (1-based). */
+export interface RowRange {
+  readonly layer: number;
+  readonly begin: number;
+  readonly end: number;
+}
+
+/**
+ * The rows of every layer split into `parts` shares of about equal arithmetic, cut on multiples of
+ * 4 rows where a layer allows, for the 4×4 blocked kernels. A row of layer k costs n_(k-1) + 1
+ * multiply-adds per sample, except that the first layer only reads its non-zero input rows:
+ * `inputWidth` is how many of them a chunk has on average. A pure function of its arguments, so
+ * every thread, and the coordinator, agree on who owns what.
+ */
+export function rowShares(layout: Layout, parts: number, inputWidth = layout.spec.sizes[0]): RowRange[][] {
+  const sizes = layout.spec.sizes;
+  const rowCost = (k: number): number => (k === 1 ? inputWidth : sizes[k - 1]) + 1;
+  let total = 0;
+  for (let k = 1; k < sizes.length; k++) total += sizes[k] * rowCost(k);
+  const shares: RowRange[][] = Array.from({ length: parts }, () => []);
+  let done = 0;
+  for (let k = 1; k < sizes.length; k++) {
+    const cost = rowCost(k);
+    for (let o = 0; o < sizes[k]; o += 4) {
+      const rows = Math.min(4, sizes[k] - o);
+      // A block of rows goes to the share its middle falls in.
+      const w = Math.min(parts - 1, Math.floor(((done + (rows * cost) / 2) * parts) / total));
+      done += rows * cost;
+      const list = shares[w];
+      const last = list[list.length - 1];
+      if (last !== undefined && last.layer === k && last.end === o) list[list.length - 1] = { layer: k, begin: last.begin, end: o + rows };
+      else list.push({ layer: k, begin: o, end: o + rows });
+    }
+  }
+  return shares;
+}
+
+/** The parameter ranges [p0, p1) of a share: its W(k) rows and its b(k) entries. */
+export function shareRanges(layout: Layout, share: readonly RowRange[]): [number, number][] {
+  const sizes = layout.spec.sizes;
+  const out: [number, number][] = [];
+  for (const { layer: k, begin, end } of share) {
+    const w0 = layout.wOffset[k - 1];
+    const b0 = layout.bOffset[k - 1];
+    out.push([w0 + begin * sizes[k - 1], w0 + end * sizes[k - 1]], [b0 + begin, b0 + end]);
+  }
+  return out;
 }
 
 /** Views over a set of shared buffers, plus this thread's scratch memory. */
@@ -34,60 +97,88 @@ export interface Context {
   readonly layout: Layout;
   readonly params: Float64Array;
   readonly P: ParamViews;
-  readonly grads: Float64Array;
   readonly gradSum: Float64Array;
+  /** Views of gradSum. */
+  readonly sum: ParamViews;
   readonly stats: Float64Array;
   readonly X: Float64Array;
   readonly Y: Float64Array;
   readonly order: Int32Array;
+  /** This thread's own workspace, for runChunks. */
   ws: Workspace;
-  /** Gradient-slot views, made on first use. */
-  readonly slots: ParamViews[];
-  /** Views of gradSum. */
-  readonly sum: ParamViews;
+  /** The shared per-chunk workspaces of a parallel step's round, made on first use. */
+  readonly blocks: Workspace[];
+  readonly blockF64: Float64Array;
+  readonly blockI32: Int32Array;
   readonly optState: Float64Array;
   readonly sync: Int32Array;
 }
 
 export function makeContext(spec: NetSpec, buffers: SharedBuffers, layout: Layout = makeLayout(spec)): Context {
   const params = new Float64Array(buffers.params, 0, layout.stride);
+  const gradSum = new Float64Array(buffers.gradSum);
   return {
     layout,
     params,
     P: paramViews(layout, params),
-    grads: new Float64Array(buffers.grads),
-    gradSum: new Float64Array(buffers.gradSum),
+    gradSum,
+    sum: paramViews(layout, gradSum),
     stats: new Float64Array(buffers.stats),
     X: new Float64Array(buffers.x),
     Y: new Float64Array(buffers.y),
     order: new Int32Array(buffers.order),
-    ws: makeWorkspace(layout, MIN_CHUNK),
-    slots: [],
-    sum: paramViews(layout, new Float64Array(buffers.gradSum)),
+    ws: makeWorkspace(layout, CHUNK_SIZE),
+    blocks: [],
+    blockF64: new Float64Array(buffers.blocks),
+    blockI32: new Int32Array(buffers.blockRows),
     optState: new Float64Array(buffers.optState),
     sync: new Int32Array(buffers.sync),
   };
 }
 
-function slot(ctx: Context, c: number): ParamViews {
-  let v = ctx.slots[c];
-  if (v === undefined) {
-    v = paramViews(ctx.layout, ctx.grads, c * ctx.layout.stride);
-    ctx.slots[c] = v;
+/** Shared memory for the δ blocks of `chunks` chunks (see makeContext). */
+export function blockMemory(layout: Layout, chunks: number): { f64: number; i32: number } {
+  const one = workspaceSize(layout, CHUNK_SIZE);
+  return { f64: chunks * one.f64, i32: chunks * one.i32 };
+}
+
+function block(ctx: Context, j: number): Workspace {
+  let ws = ctx.blocks[j];
+  if (ws === undefined) {
+    const one = workspaceSize(ctx.layout, CHUNK_SIZE);
+    ws = makeWorkspace(ctx.layout, CHUNK_SIZE, ctx.blockF64.subarray(j * one.f64, (j + 1) * one.f64), ctx.blockI32.subarray(j * one.i32, (j + 1) * one.i32));
+    ctx.blocks[j] = ws;
   }
-  return v;
+  return ws;
+}
+
+/**
+ * The row shares of a parallel step. The first round's δ pass has measured the first layer's
+ * input width (its chunks' non-zero input rows); the first worker past the first barrier records
+ * it in sync[SYNC_WIDTH] (all compute the same value), where the coordinator finds it too.
+ */
+export function stepShares(ctx: Context, parties: number, firstRoundChunks: number): RowRange[][] {
+  const n0 = ctx.layout.spec.sizes[0];
+  let width = Atomics.load(ctx.sync, SYNC_WIDTH);
+  if (width === 0) {
+    let rows = 0;
+    for (let j = 0; j < firstRoundChunks; j++) {
+      const nRows = block(ctx, j).rows[n0];
+      rows += nRows >= 0 ? nRows : n0;
+    }
+    width = Math.max(1, Math.round(rows / firstRoundChunks));
+    Atomics.store(ctx.sync, SYNC_WIDTH, width);
+  }
+  return rowShares(ctx.layout, parties, width);
 }
 
 type RangeTask = Pick<WorkerTask, 'kind' | 'batchStart' | 'batchSize' | 'chunkSize' | 'chunkBegin' | 'chunkEnd'>;
 
 /**
- * Runs chunks [chunkBegin, chunkEnd) of one minibatch; both kinds write each chunk's loss sum and
- * correct count into stats. 'grad' writes chunk c's gradient sum into slot c (overwriting, so the
- * slot needs no zeroing), for reduceSlots to add up in slot order.
- *
- * With `sumInto` (the one-thread path), the chunks are added straight into it instead, in chunk
- * order: sumInto = (0 + s0) + s1 + …, the same additions as reduceSlots' s0 + s1 + … (a chunk sum
- * starts at +0 and is never -0, so 0 + s0 = s0), hence the same bits, with no slots at all.
+ * Runs chunks [chunkBegin, chunkEnd) of one minibatch on this thread; both kinds write each
+ * chunk's loss sum and correct count into stats. 'grad' adds each chunk's gradient sum into
+ * `sumInto`, in chunk order: sumInto = ((0 + s0) + s1) + …, which is exactly the parallel step's
+ * sum (it writes s0, never -0, then adds s1, …), hence the same bits.
  */
 export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null = null): void {
   const { layout } = ctx;
@@ -98,8 +189,8 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
     const S = Math.min(t.chunkSize, t.batchSize - begin);
     let r: { loss: number; correct: number };
     if (t.kind === 'grad') {
-      const G = sumInto ?? slot(ctx, c);
-      r = chunkGradient(layout, ctx.P, G, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, sumInto !== null);
+      if (sumInto === null) throw new Error('runChunks: a gradient needs sumInto');
+      r = chunkGradient(layout, ctx.P, sumInto, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, true);
     } else {
       gatherBlock(ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, sizes[0], sizes[sizes.length - 1]);
       r = evaluateBlock(layout, ctx.P, ctx.ws, S);
@@ -109,60 +200,87 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
   }
 }
 
-/**
- * gradSum[p0, p1) = slot0 + slot1 + … + slot(chunks−1), added in slot order: the fixed order that
- * makes the thread count irrelevant. Returns false if any sum is NaN or infinite. Threads split
- * the parameter range between them, so the reduction runs in parallel too.
- */
-export function reduceSlots(gradSum: Float64Array, grads: Float64Array, chunks: number, stride: number, p0: number, p1: number): boolean {
-  // One pass: each sum is built in a register from all slots and written once (measured ~1.5×
-  // faster than adding slot after slot into gradSum, tiled or not; the work is memory-bound).
-  for (let i = p0; i < p1; i++) {
-    let s = grads[i];
-    for (let c = 1, o = i + stride; c < chunks; c++, o += stride) s += grads[o];
-    gradSum[i] = s;
-  }
-  return allFinite(gradSum, p0, p1);
-}
-
-/** Waits until `parties` threads have arrived at counter `index`; false on timeout. */
-function barrier(sync: Int32Array, index: number, parties: number, timeoutMs: number): boolean {
-  if (Atomics.add(sync, index, 1) + 1 >= parties) {
-    Atomics.notify(sync, index);
+/** Waits until the shared arrival counter reaches parties × generation: the generation-th barrier
+ *  of a step. False on timeout, or when the coordinator has called the step off (a worker failed). */
+function barrier(sync: Int32Array, parties: number, generation: number, timeoutMs: number): boolean {
+  const target = parties * generation;
+  if (Atomics.add(sync, SYNC_ARRIVED, 1) + 1 >= target) {
+    Atomics.notify(sync, SYNC_ARRIVED);
     return true;
   }
   const deadline = performance.now() + timeoutMs;
   for (;;) {
-    const seen = Atomics.load(sync, index);
-    if (seen >= parties) return true;
+    const seen = Atomics.load(sync, SYNC_ARRIVED);
+    if (seen >= target) return true;
+    if (Atomics.load(sync, SYNC_ABORT) !== 0) return false;
     const left = deadline - performance.now();
     if (left <= 0) return false;
-    Atomics.wait(sync, index, seen, left);
+    Atomics.wait(sync, SYNC_ARRIVED, seen, left);
   }
 }
 
+/** Calls a parallel step off: its workers leave their barriers at once (see barrier). */
+export function abortStep(sync: Int32Array): void {
+  Atomics.store(sync, SYNC_ABORT, 1);
+  Atomics.notify(sync, SYNC_ARRIVED);
+}
+
 /**
- * A whole training step in one round trip (worker side): this worker's chunks, a barrier, the
- * reduction of its parameter range, a barrier, then — only if every chunk loss and every range
- * is finite, so that a failed step changes nothing — optimizer step t on its range. A barrier
- * that times out (a worker died, or two tasks landed on one thread) returns early and leaves the
- * rest to the coordinator, which redoes exactly the missing parts; the bits are the same either way.
+ * A whole training step in one round trip (worker side; see the top of this file). Per round of
+ * up to ROUND_CHUNKS chunks: the δ pass over chunks taken from the shared counter, a barrier, the
+ * gradient sums of this worker's rows over the round's chunks, a barrier. At the last barrier each
+ * worker has posted whether its rows (and the losses) are finite; only if all are does each apply
+ * optimizer step t to its own rows, so that a failed step changes nothing.
+ *
+ * A barrier that times out (a thread stalled far longer than the step's work, or a task that never
+ * started) or that the coordinator calls off returns early with `finished` false. The coordinator
+ * then redoes what is missing with the same arithmetic (see Trainer.runBatch).
  */
-export function runFusedStep(ctx: Context, task: WorkerTask): Omit<WorkerResult, 'busyMs'> {
+export function runParallelStep(ctx: Context, task: WorkerTask): Omit<WorkerResult, 'busyMs'> {
   const f = task.fused!;
-  runChunks(ctx, task);
-  if (!barrier(ctx.sync, SYNC_ARRIVED_GRAD, f.workers, f.timeoutMs)) return { ok: true, finite: true, reduced: false, applied: false };
-  let loss = 0;
-  for (let c = 0; c < f.chunks; c++) loss += ctx.stats[c * STATS_PER_CHUNK];
-  const stride = ctx.layout.stride;
-  const finite = reduceSlots(ctx.gradSum, ctx.grads, f.chunks, stride, task.paramBegin, task.paramEnd) && Number.isFinite(loss);
-  Atomics.store(ctx.sync, SYNC_FLAGS + f.index, finite ? 1 : 2);
-  if (!barrier(ctx.sync, SYNC_ARRIVED_REDUCE, f.workers, f.timeoutMs)) return { ok: true, finite, reduced: true, applied: false };
-  for (let w = 0; w < f.workers; w++) if (Atomics.load(ctx.sync, SYNC_FLAGS + w) !== 1) return { ok: true, finite, reduced: true, applied: false };
+  const { layout, sync, stats } = ctx;
+  const parties = f.workers;
+  let share: RowRange[] = [];
+  const t0 = performance.now();
+  // A stall must be long against the step's own work before it counts as a dead worker.
+  const timeout = (): number => f.timeoutMs + 2 * (performance.now() - t0);
+  let generation = 0;
+  let finite = true;
+  for (let round = 0, begin = 0; begin < f.chunks; round++, begin += ROUND_CHUNKS) {
+    const end = Math.min(f.chunks, begin + ROUND_CHUNKS);
+    // Each worker draws once past the end of every round (that is how it learns the round is
+    // over), so claim v of round r is chunk v − r·parties.
+    for (let c = Atomics.add(sync, SYNC_NEXT_CHUNK, 1) - round * parties; c < end; c = Atomics.add(sync, SYNC_NEXT_CHUNK, 1) - round * parties) {
+      const S = Math.min(CHUNK_SIZE, task.batchSize - c * CHUNK_SIZE);
+      const r = chunkDeltas(layout, ctx.P, block(ctx, c - begin), ctx.X, ctx.Y, ctx.order, task.batchStart + c * CHUNK_SIZE, S);
+      stats[c * STATS_PER_CHUNK] = r.loss;
+      stats[c * STATS_PER_CHUNK + 1] = r.correct;
+    }
+    if (!barrier(sync, parties, ++generation, timeout())) return { ok: true, finished: false, finite: true, applied: false };
+    if (round === 0) share = stepShares(ctx, parties, end)[f.index];
+    for (const { layer, begin: o0, end: o1 } of share) {
+      for (let c = begin; c < end; c++) {
+        const S = Math.min(CHUNK_SIZE, task.batchSize - c * CHUNK_SIZE);
+        blockWeightGradient(layout, ctx.sum, block(ctx, c - begin), S, layer, o0, o1, c > 0);
+      }
+    }
+    if (end === f.chunks) {
+      let loss = 0;
+      for (let c = 0; c < f.chunks; c++) loss += stats[c * STATS_PER_CHUNK];
+      finite = Number.isFinite(loss);
+      for (const [p0, p1] of shareRanges(layout, share)) finite &&= allFinite(ctx.gradSum, p0, p1);
+      Atomics.store(sync, SYNC_FLAGS + f.index, finite ? 1 : 2);
+    }
+    if (!barrier(sync, parties, ++generation, timeout())) return { ok: true, finished: false, finite, applied: false };
+  }
+  for (let w = 0; w < parties; w++) if (Atomics.load(sync, SYNC_FLAGS + w) !== 1) return { ok: true, finished: true, finite: false, applied: false };
+  if (f.optimizer === null) return { ok: true, finished: true, finite: true, applied: false };
+  const stride = layout.stride;
   const n = optimizerBufferCount(f.optimizer);
   const buffers = Array.from({ length: n }, (_, i) => ctx.optState.subarray(i * stride, (i + 1) * stride));
-  optimizerStepRange(f.optimizer, f.t, buffers, ctx.params, ctx.gradSum, task.batchSize, task.paramBegin, task.paramEnd);
-  return { ok: true, finite, reduced: true, applied: true };
+  for (const [p0, p1] of shareRanges(layout, share))
+    optimizerStepRange(f.optimizer, f.t, buffers, ctx.params, ctx.gradSum, task.batchSize, p0, p1);
+  return { ok: true, finished: true, finite: true, applied: true };
 }
 
 /** True when a[p0, p1) holds no NaN or infinity. */
@@ -186,7 +304,7 @@ export function datasetGradient(
   const order = new Int32Array(sab(n));
   for (let i = 0; i < n; i++) order[i] = i;
   const buffers: SharedBuffers = {
-    params: sab(layout.stride), grads: sab(layout.stride), gradSum: sab(layout.stride), optState: sab(1), sync: sab(1),
+    params: sab(layout.stride), gradSum: sab(layout.stride), blocks: sab(1), blockRows: sab(1), optState: sab(1), sync: sab(1),
     stats: sab(STATS_PER_CHUNK * chunkCount(n, chunkSize)),
     x: sab(X.length), y: sab(Y.length), order: order.buffer as SharedArrayBuffer,
   };

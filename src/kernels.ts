@@ -83,7 +83,8 @@ export function denseBackward(
   if (dA !== null) denseBackwardInput(dA, dZ, W, nOut, nIn, S);
 }
 
-function denseBackwardWeights(
+/** The dW, db half of denseBackward. */
+export function denseBackwardWeights(
   dW: Float64Array, db: Float64Array, dZ: Float64Array, A: Float64Array,
   nOut: number, nIn: number, S: number, accumulate: boolean,
 ): void {
@@ -147,7 +148,8 @@ function denseBackwardWeights(
   }
 }
 
-function denseBackwardInput(
+/** The dA half of denseBackward. */
+export function denseBackwardInput(
   dA: Float64Array, dZ: Float64Array, W: Float64Array, nOut: number, nIn: number, S: number,
 ): void {
   const i4 = nIn & ~3;

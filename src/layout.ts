@@ -2,7 +2,7 @@
 //
 // All weights and biases of a model sit in a single Float64Array (over a SharedArrayBuffer, so
 // worker threads read the same memory). Gradients use exactly the same layout, so zeroing is one
-// fill(0), reducing the per-chunk gradient slots is one loop, and an optimizer step is one loop.
+// fill(0), a thread's share of rows is a few contiguous ranges, and an optimizer step is one loop.
 //
 //   params (float64 offsets; every block starts on a 64-byte boundary, 8 doubles):
 //   ┌──────────────┬───────┬──────────────┬───────┬─────┬──────────────┬───────┐

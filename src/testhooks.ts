@@ -3,8 +3,11 @@
 //
 //   BPTRAIN_TEST_DELAY_MS=N   each task sleeps a pseudo-random 0..N ms first, so workers finish
 //                             out of order (determinism tests).
-//   BPTRAIN_TEST_FAULT=K@S    the worker that runs the first chunks of global step S (0-based)
-//                             fails there: K = throw | exit | oom.
+//   BPTRAIN_TEST_FAULT=K@S    the first task of global step S (0-based) fails before any of its
+//                             chunks: K = throw | exit | oom.
+//   BPTRAIN_TEST_STALL=S       the second worker of parallel step S (0-based) stalls for
+//                             STALL_MS before starting, longer than a barrier waits for it, so
+//                             the step takes the coordinator's fallback path.
 //   BPTRAIN_TEST_KILL_AFTER_CHECKPOINT=S
 //                             the main thread kills its own process with SIGKILL right after the
 //                             checkpoint written at global step S (a real kill -9 at a known point).
@@ -14,6 +17,9 @@ import type { WorkerTask } from './protocol.js';
 interface Hooks {
   beforeTask(task: WorkerTask): void;
 }
+
+/** Longer than a parallel step's barriers wait (1 s plus twice the work done so far). */
+const STALL_MS = 1500;
 
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -30,11 +36,15 @@ function hash(a: number, b: number): number {
 function makeHooks(): Hooks | null {
   const delay = Number(process.env.BPTRAIN_TEST_DELAY_MS ?? 0);
   const fault = /^(throw|exit|oom)@(\d+)$/.exec(process.env.BPTRAIN_TEST_FAULT ?? '');
-  if (!(delay > 0) && fault === null) return null;
+  const stall = /^\d+$/.test(process.env.BPTRAIN_TEST_STALL ?? '') ? Number(process.env.BPTRAIN_TEST_STALL) : -1;
+  if (!(delay > 0) && fault === null && stall < 0) return null;
   return {
     beforeTask(task) {
-      if (delay > 0) sleepSync(hash(task.step, task.chunkBegin) % (delay + 1));
-      if (fault === null || task.kind !== 'grad' || task.chunkBegin !== 0 || task.step !== Number(fault[2])) return;
+      if (task.step === stall && task.fused?.index === 1) sleepSync(STALL_MS);
+      // A task's place in its step: its worker index in a fused step, else its first chunk.
+      const place = task.fused?.index ?? task.chunkBegin;
+      if (delay > 0) sleepSync(hash(task.step, place) % (delay + 1));
+      if (fault === null || task.kind !== 'grad' || place !== 0 || task.step !== Number(fault[2])) return;
       switch (fault[1]) {
         case 'throw':
           throw new Error(`injected fault at step ${task.step}`);

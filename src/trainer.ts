@@ -1,10 +1,11 @@
 // The coordinator: runs minibatch SGD/Adam over a dataset, data-parallel across a piscina pool.
 //
-// Per step: the minibatch is cut into chunks (engine.ts); each thread gets a contiguous range of
-// chunks and writes each chunk's gradient sum into that chunk's slot of a shared buffer; the
-// coordinator adds the slots in chunk order, divides by the batch size, and applies the optimizer
-// to the shared parameters, which the workers read on the next step. Nothing but SharedArrayBuffer
-// handles and indices crosses the thread boundary.
+// Per step: the minibatch is cut into chunks of 32 samples (engine.ts). One task per thread runs
+// the whole step in one round trip: the threads take chunks from a shared counter and compute
+// their error terms δ, meet at a barrier, then each sums the gradient of its own share of the
+// weight rows over all chunks in chunk order and applies the optimizer to those rows. The
+// coordinator only posts the tasks and finishes whatever a stalled thread left undone. Nothing but
+// SharedArrayBuffer handles and indices crosses the thread boundary.
 //
 // With one thread (small networks under threads: 'auto', or threads: 1) the same chunk loop runs
 // on the calling thread, yielding to the event loop between steps, and gives the same bits.
@@ -14,8 +15,10 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { Model, computeGradient, normalizeInPlace } from './model.js';
 import { Dataset, checkDatasetFits, toShared } from './dataset.js';
-import { Context, MAX_CHUNKS, chunkCount, chunkSizeFor, makeContext, allFinite, reduceSlots, runChunks } from './engine.js';
-import { STATS_PER_CHUNK, SYNC_FLAGS, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
+import {
+  Context, ROUND_CHUNKS, abortStep, allFinite, blockMemory, chunkCount, chunkSizeFor, makeContext, rowShares, runChunks, shareRanges,
+} from './engine.js';
+import { STATS_PER_CHUNK, SYNC_FLAGS, SYNC_WIDTH, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
 import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep, optimizerStepRange } from './optim.js';
 import { Rng } from './rng.js';
 import { NumericError, OptionError, WorkerError, describe } from './errors.js';
@@ -158,7 +161,7 @@ export class Trainer {
   private contextCounter = 0;
   private busy = false;
   private closed = false;
-  /** Shared scratch memory kept across fits: gradient slots for a wide network are hundreds of
+  /** Shared scratch memory kept across fits: the δ blocks of a wide network are tens of
    *  megabytes, and fresh memory costs a page fault per 4 KiB on first touch, every fit. */
   private readonly scratch = new Map<string, Float64Array>();
 
@@ -221,13 +224,13 @@ export class Trainer {
   /** Threads a fit with this batch size would use. */
   threadsFor(batchSize: number): number {
     const chunks = chunkCount(batchSize, chunkSizeFor(batchSize));
-    if (this.threadsOption !== 'auto') return Math.min(this.threadsOption, Math.max(chunks, 1));
+    if (this.threadsOption !== 'auto') return Math.min(this.threadsOption, Math.max(chunks, 1), ROUND_CHUNKS);
     // A step on the pool costs a few hundred microseconds of round trip and barriers (measured by
     // the kernels bench suite); a step must carry a few milliseconds of arithmetic per thread
     // before another thread pays for itself.
     const flops = 6 * this.model.parameterCount * batchSize;
     const byWork = Math.floor(flops / MIN_FLOPS_PER_THREAD);
-    return Math.max(1, Math.min(os.availableParallelism(), chunks, byWork, MAX_CHUNKS));
+    return Math.max(1, Math.min(os.availableParallelism(), chunks, byWork, ROUND_CHUNKS));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -274,11 +277,11 @@ export class Trainer {
   }
 
   /**
-   * Runs one minibatch's chunks on `threads` threads and waits for all of them. For 'grad' it
-   * leaves the summed gradient in ctx.gradSum and, when `update` is given, also applies the
-   * optimizer step — in the workers, as part of the same round trip, when the pool is used.
-   * `finite` is false when a chunk loss or a gradient entry is NaN or infinite; then nothing was
-   * applied. `applied` says whether the optimizer step was taken.
+   * Runs one minibatch on `threads` threads and waits for all of them. For 'grad' it leaves the
+   * summed gradient in ctx.gradSum and, when `update` is given, also applies the optimizer step —
+   * in the workers, as part of the same round trip, when the pool is used. `finite` is false when
+   * a gradient entry (or, on the pool, a chunk loss) is NaN or infinite; then nothing was applied.
+   * `applied` says whether the optimizer step was taken.
    */
   private async runBatch(
     kind: 'grad' | 'eval', ctx: Context, buffers: SharedBuffers, contextId: string,
@@ -286,61 +289,63 @@ export class Trainer {
     update?: { optimizer: OptimizerOptions; state: OptimizerState },
   ): Promise<{ finite: boolean; applied: boolean }> {
     const chunks = chunkCount(batchSize, chunkSize);
-    const pool = threads > 1 ? this.pool : null;
+    const t = Math.min(threads, chunks, ROUND_CHUNKS);
+    const pool = t > 1 ? this.pool : null;
+    const whole = { kind, batchStart, batchSize, chunkSize, chunkBegin: 0, chunkEnd: chunks };
     if (pool === null) {
       if (kind === 'grad') ctx.gradSum.fill(0);
-      runChunks(ctx, { kind, batchStart, batchSize, chunkSize, chunkBegin: 0, chunkEnd: chunks }, kind === 'grad' ? ctx.sum : null);
+      runChunks(ctx, whole, kind === 'grad' ? ctx.sum : null);
       return { finite: kind === 'grad' ? allFinite(ctx.gradSum) : true, applied: false };
     }
-    const base = {
-      contextId, spec: this.model.layout.spec, buffers, batchStart, batchSize, chunkSize, step,
-      chunkBegin: 0, chunkEnd: 0, paramBegin: 0, paramEnd: 0,
-    };
-    const t = Math.min(threads, chunks);
-    const stride = this.model.layout.stride;
-    // Parameter ranges for the reduction, cut on 64-byte boundaries.
-    const cut = (w: number, parts: number): number => Math.min(stride, Math.ceil((w * stride) / parts / 8) * 8);
-    if (kind === 'grad' && update !== undefined && t > 1) {
-      ctx.sync.fill(0);
-      const optStep = update.state.step + 1;
-      const results = await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
+    const base = { contextId, spec: this.model.layout.spec, buffers, batchStart, batchSize, chunkSize, step, chunkBegin: 0, chunkEnd: 0 };
+    if (kind === 'eval') {
+      await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
         ...base, kind, chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
-        paramBegin: cut(w, t), paramEnd: cut(w + 1, t),
-        fused: { workers: t, index: w, chunks, optimizer: update.optimizer, t: optStep, timeoutMs: BARRIER_TIMEOUT_MS },
       })));
-      // Whatever a timed-out barrier left undone is finished here, range by range, with the
-      // same arithmetic; an update is only ever applied when everything is finite.
-      let finite = true;
-      for (let w = 0; w < t; w++) {
-        // A worker that reduced its range also checked it (its flag covers the losses too).
-        if (results[w].reduced) finite &&= results[w].finite;
-        else finite = reduceSlots(ctx.gradSum, ctx.grads, chunks, stride, cut(w, t), cut(w + 1, t)) && finite;
-      }
-      let loss = 0;
-      for (let c = 0; c < chunks; c++) loss += ctx.stats[c * STATS_PER_CHUNK];
-      if (!finite || !Number.isFinite(loss)) return { finite: false, applied: false };
-      for (let w = 0; w < t; w++)
-        if (!results[w].applied) optimizerStepRange(update.optimizer, optStep, update.state.buffers, ctx.params, ctx.gradSum, batchSize, cut(w, t), cut(w + 1, t));
-      update.state.step = optStep;
-      return { finite: true, applied: true };
+      return { finite: true, applied: false };
     }
-    await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
-      ...base, kind, chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
-    })));
-    if (kind !== 'grad') return { finite: true, applied: false };
-    // Second phase: the threads add the chunk slots together, each over its own parameter range.
-    // The reduction reads every slot, so it is memory-bound work worth sharing.
-    const parts = chunks > 1 ? threads : 1;
-    const results = await this.runAll(pool, Array.from({ length: parts }, (_, w): WorkerTask => ({
-      ...base, kind: 'reduce', paramBegin: cut(w, parts), paramEnd: cut(w + 1, parts),
-    })));
-    return { finite: results.every((r) => r.finite), applied: false };
+    ctx.sync.fill(0);
+    const optStep = (update?.state.step ?? 0) + 1;
+    const results = await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
+      ...base, kind,
+      fused: { workers: t, index: w, chunks, optimizer: update?.optimizer ?? null, t: optStep, timeoutMs: BARRIER_TIMEOUT_MS },
+    })), ctx.sync);
+    // A worker that passed the last barrier saw every worker finish its part: the summed gradient
+    // is complete and its finite verdict is everyone's. If none did (a barrier timed out), the
+    // whole gradient is redone here, with the same arithmetic, hence the same bits; no worker
+    // has applied anything then.
+    const done = results.find((r) => r.finished);
+    let finite: boolean;
+    if (done !== undefined) finite = done.finite;
+    else {
+      ctx.gradSum.fill(0);
+      runChunks(ctx, whole, ctx.sum);
+      finite = allFinite(ctx.gradSum);
+    }
+    if (!finite || update === undefined) return { finite, applied: false };
+    const layout = this.model.layout;
+    if (done === undefined) optimizerStepRange(update.optimizer, optStep, update.state.buffers, ctx.params, ctx.gradSum, batchSize, 0, layout.stride);
+    else {
+      const shares = rowShares(layout, t, Atomics.load(ctx.sync, SYNC_WIDTH));
+      for (let w = 0; w < t; w++) {
+        if (results[w].applied) continue;
+        for (const [p0, p1] of shareRanges(layout, shares[w]))
+          optimizerStepRange(update.optimizer, optStep, update.state.buffers, ctx.params, ctx.gradSum, batchSize, p0, p1);
+      }
+    }
+    update.state.step = optStep;
+    return { finite: true, applied: true };
   }
 
   /** Runs tasks on the pool; waits for every one, failed or not, before the shared buffers are
    *  touched again, then rethrows the first failure. */
-  private async runAll(pool: Piscina, tasks: WorkerTask[]): Promise<WorkerResult[]> {
-    const settled = await Promise.allSettled(tasks.map((task) => pool.run(task) as Promise<WorkerResult>));
+  private async runAll(pool: Piscina, tasks: WorkerTask[], sync?: Int32Array): Promise<WorkerResult[]> {
+    // The first failure calls a parallel step off, so that the other workers leave their
+    // barriers at once instead of waiting for the one that is gone.
+    const settled = await Promise.allSettled(tasks.map((task) => (pool.run(task) as Promise<WorkerResult>).catch((err: unknown) => {
+      if (sync !== undefined) abortStep(sync);
+      throw err;
+    })));
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
     return settled.map((r) => (r as PromiseFulfilledResult<WorkerResult>).value);
@@ -353,8 +358,9 @@ export class Trainer {
     const chunks = chunkCount(N, EVAL_CHUNK);
     const buffers: SharedBuffers = {
       params: model.params.buffer as SharedArrayBuffer,
-      grads: new SharedArrayBuffer(8),
       gradSum: new SharedArrayBuffer(8),
+      blocks: new SharedArrayBuffer(8),
+      blockRows: new SharedArrayBuffer(8),
       optState: new SharedArrayBuffer(8),
       sync: new SharedArrayBuffer(8),
       stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * Math.min(chunks, Math.max(threads, 1) * 4)),
@@ -411,13 +417,15 @@ export class Trainer {
     const maxChunks = chunkCount(B, chunkSize);
     const threads = this.threadsFor(B);
     const order = identityOrder(N);
+    const blockMem = blockMemory(layout, threads > 1 ? Math.min(maxChunks, ROUND_CHUNKS) : 0);
     const buffers: SharedBuffers = {
       params: model.params.buffer as SharedArrayBuffer,
-      // Slots are always overwritten before they are read, so reused memory needs no clearing.
-      grads: this.sharedScratch('grads', (threads > 1 ? maxChunks : 0) * stride).buffer as SharedArrayBuffer,
       gradSum: sharedFloat64(stride).buffer as SharedArrayBuffer,
+      // δ blocks are always written before they are read, so reused memory needs no clearing.
+      blocks: this.sharedScratch('blocks', blockMem.f64).buffer as SharedArrayBuffer,
+      blockRows: new SharedArrayBuffer(4 * Math.max(1, blockMem.i32)),
       optState: sharedFloat64(optimizerBufferCount(opts.optimizer) * stride).buffer as SharedArrayBuffer,
-      sync: new SharedArrayBuffer(4 * (SYNC_FLAGS + MAX_CHUNKS)),
+      sync: new SharedArrayBuffer(4 * (SYNC_FLAGS + ROUND_CHUNKS)),
       stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * maxChunks),
       x: train.x.buffer as SharedArrayBuffer,
       y: train.y.buffer as SharedArrayBuffer,
@@ -506,10 +514,10 @@ export class Trainer {
         } catch (err) {
           // The failed worker is gone or may be in any state: end the pool (waiting for every
           // thread to stop) so that nothing can still write the shared buffers, and start afresh
-          // on the next fit. A worker that fails before the second barrier of a fused step (its
-          // chunks or its reduction) leaves the weights as they were: the others time out and
-          // apply nothing. One that dies while updating its own range after that barrier would
-          // leave that step half applied; no injected fault can land there.
+          // on the next fit. A worker that fails before the last barrier of a parallel step (its
+          // chunks or its gradient rows) leaves the weights as they were: the others are called
+          // off and apply nothing. One that dies while updating its own rows after that barrier
+          // would leave that step half applied; no injected fault can land there.
           await this.destroyPool();
           throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${(err as Error)?.message ?? String(err)}`, epoch, step + 1, { cause: err });
         }
@@ -606,7 +614,7 @@ function clipGradient(gradSum: Float64Array, batch: number, maxNorm: number): vo
  *  coordinator (a dead worker must not hang the step). */
 const BARRIER_TIMEOUT_MS = 1000;
 
-/** Chunk size of evaluation passes (no gradients, so no slots; only stats). */
+/** Chunk size of evaluation passes (no gradients, so no δ blocks; only stats). */
 const EVAL_CHUNK = 64;
 /** Arithmetic per thread per step below which another thread does not pay (see threadsFor). */
 const MIN_FLOPS_PER_THREAD = 2e6;

@@ -55,6 +55,30 @@ describe('bitwise-identical weights after 3 epochs for threads 1, 2, 3, 4, 8', (
     const reference = await run(1);
     for (const t of [2, 3, 8]) expect(sameBits(await run(t), reference), `threads=${t}`).toBe(true);
   });
+  it('minibatches larger than one round (1,100 samples: 35 chunks, in rounds of 32)', async () => {
+    const big = randomData(44, 2300, 12, 4, 'cross-entropy');
+    const run = async (threads: number) => {
+      const model = createModel({ layers: [12, 24, 16, 4], hidden: 'tanh', output: 'softmax', seed: 9 });
+      const trainer = new Trainer(model, { threads });
+      await trainer.fit(big, { epochs: 2, batchSize: 1100, optimizer: 'sgd', lr: 0.1, momentum: 0.9, seed: 5 });
+      await trainer.close();
+      return Float64Array.from(model.params);
+    };
+    const reference = await run(1);
+    for (const t of [2, 3]) expect(sameBits(await run(t), reference), `threads=${t}`).toBe(true);
+  });
+  it('a worker stalled past the barrier timeout: the coordinator finishes the step, same bits', async () => {
+    const reference = await train(1, optimizers[1][1]);
+    process.env.BPTRAIN_TEST_STALL = '1'; // read by each worker when it starts
+    try {
+      const t0 = performance.now();
+      const stalled = await train(2, optimizers[1][1]);
+      expect(performance.now() - t0).toBeGreaterThan(1500); // the stall happened
+      expect(sameBits(stalled, reference)).toBe(true);
+    } finally {
+      delete process.env.BPTRAIN_TEST_STALL;
+    }
+  });
   it('a different seed gives different weights (the check above can fail)', async () => {
     const a = await train(2, { optimizer: 'sgd', lr: 0.1, seed: 5 });
     const b = await train(2, { optimizer: 'sgd', lr: 0.1, seed: 6 });

@@ -1,8 +1,8 @@
-// Worker-thread entry for the piscina pool: runs the chunks a task names against shared memory.
-// All the maths lives in src/; this file only keeps per-context views and scratch memory alive
-// between tasks, and holds the test-only fault and delay hooks.
+// Worker-thread entry for the piscina pool: runs a parallel step, or evaluation chunks, against
+// shared memory. All the maths lives in src/; this file only keeps per-context views and scratch
+// memory alive between tasks, and holds the test-only fault and delay hooks.
 
-import { Context, chunkCount, makeContext, reduceSlots, runChunks, runFusedStep } from '../src/engine.js';
+import { Context, makeContext, runChunks, runParallelStep } from '../src/engine.js';
 import type { WorkerResult, WorkerTask } from '../src/protocol.js';
 import { testHooks } from '../src/testhooks.js';
 
@@ -19,12 +19,7 @@ export default function run(task: WorkerTask): WorkerResult {
   }
   testHooks?.beforeTask(task);
   const t0 = performance.now();
-  if (task.kind === 'reduce') {
-    const chunks = chunkCount(task.batchSize, task.chunkSize);
-    const finite = reduceSlots(ctx.gradSum, ctx.grads, chunks, ctx.layout.stride, task.paramBegin, task.paramEnd);
-    return { ok: true, finite, reduced: true, applied: false, busyMs: performance.now() - t0 };
-  }
-  if (task.fused !== undefined) return { ...runFusedStep(ctx, task), busyMs: performance.now() - t0 };
+  if (task.fused !== undefined) return { ...runParallelStep(ctx, task), busyMs: performance.now() - t0 };
   runChunks(ctx, task);
-  return { ok: true, finite: true, reduced: false, applied: false, busyMs: performance.now() - t0 };
+  return { ok: true, finished: true, finite: true, applied: false, busyMs: performance.now() - t0 };
 }
