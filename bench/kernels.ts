@@ -5,8 +5,8 @@
 //    chunk gradient (gather + forward + backward) against S calls of sampleGradientNaive.
 // 2. The coordinator's per-step overhead: a 2-3-2-1 network at batch 128 (4 chunks of 32) has so
 //    little arithmetic that a step's time at t threads, minus the one-thread step (which runs the
-//    chunks inline), is what the worker round trip costs: one pool task per thread per step (δ
-//    pass, a barrier, gradient rows, a barrier, optimizer update).
+//    chunks inline), is what keeping the threads in step costs: three barriers per step, plus one
+//    pool round trip per task (a task runs the whole epoch).
 
 import { Rng, Trainer, createModel, paramViews, toShared } from '../src/index.js';
 import { backwardBlock, forwardBlock, gatherBlock, makeWorkspace, sampleGradientNaive } from '../src/backprop.js';

@@ -121,7 +121,7 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
       k.rows.map((x) => [x.group, x.impl, x.description, int(x.stats.samplesPerSec), pm(x.stats), sig(x.gflops), fixed(x.speedupVsNaive, 1)])), '');
     const o = k.overhead;
     out.push(`${h}# Coordinator overhead per step`, '');
-    out.push(`${o.network}, batch ${o.batchSize} (${o.chunks} chunks): almost no arithmetic, so the extra time per step over 1 thread (which runs the chunks inline) is the cost of the worker round trip: one pool task per thread per step (δ pass, a barrier, gradient rows, a barrier, optimizer update). ${o.rows[0]?.stepsPerTask ?? 0} steps per task.`, '');
+    out.push(`${o.network}, batch ${o.batchSize} (${o.chunks} chunks): almost no arithmetic, so the extra time per step over 1 thread (which runs the chunks inline) is the cost of keeping the threads in step: three barriers per step (after the δ pass, after the gradient rows, after the optimizer update), plus one pool round trip per task of ${o.rows[0]?.stepsPerTask ?? 0} steps.`, '');
     out.push(table(['threads (used)', 'µs per step', '±', 'extra over 1 thread (µs)'],
       o.rows.map((x) => [`${x.threads} (${x.threadsUsed})`, sig(x.perStepUs), pm(x.stats), x.overheadUs === null ? '–' : sig(x.overheadUs)])), '');
   }

@@ -7,8 +7,8 @@
 // they finish in.
 //
 // One thread runs the chunks one after the other, adding each chunk's gradient into the sum
-// (runChunks with sumInto). A parallel step (runParallelStep) splits the same arithmetic in two
-// phases joined by a barrier:
+// (runChunks with sumInto). On the pool (runParallelSteps) a step splits the same arithmetic in
+// two phases joined by a barrier:
 //   1. δ pass, data-parallel: the threads take chunks from a shared counter; for each they run
 //      forward, the loss and δ(k) for every layer, into that chunk's block of shared memory.
 //   2. gradient sums, parameter-parallel: each thread owns a fixed share of the weight rows and
@@ -16,11 +16,17 @@
 //      summed gradient; then it applies the optimizer to those rows.
 // Nobody writes what another thread writes, so there are no locks and no per-thread gradient
 // copies to add up afterwards: only the per-chunk activations and δ cross between threads, which
-// for MNIST are about a third of the bytes of a full gradient per chunk.
+// for MNIST are about a third of the bytes of a full gradient per chunk. A worker task runs many
+// such steps, with a barrier between them, so the coordinator's round trip (about 0.4 ms) is paid
+// once per run of steps rather than once per step.
 
 import { Layout, ParamViews, makeLayout, paramViews } from './layout.js';
 import { Workspace, blockWeightGradient, chunkDeltas, chunkGradient, evaluateBlock, gatherBlock, makeWorkspace, workspaceSize } from './backprop.js';
-import { STATS_PER_CHUNK, SYNC_ABORT, SYNC_ARRIVED, SYNC_FLAGS, SYNC_NEXT_CHUNK, SYNC_WIDTH, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
+import {
+  STATS_PER_CHUNK, SYNC_ABORT, SYNC_ARRIVED, SYNC_DECISION, SYNC_FLAGS, SYNC_NEXT_CHUNK, SYNC_RELEASED, SYNC_STEPS_DONE, SYNC_STOP, SYNC_WIDTH,
+  SharedBuffers, StepsResult, WorkerTask,
+} from './protocol.js';
+import { testHooks } from './testhooks.js';
 import { optimizerBufferCount, optimizerStepRange } from './optim.js';
 import type { NetSpec } from './layout.js';
 
@@ -101,6 +107,7 @@ export interface Context {
   /** Views of gradSum. */
   readonly sum: ParamViews;
   readonly stats: Float64Array;
+  readonly stepStats: Float64Array;
   readonly X: Float64Array;
   readonly Y: Float64Array;
   readonly order: Int32Array;
@@ -124,6 +131,7 @@ export function makeContext(spec: NetSpec, buffers: SharedBuffers, layout: Layou
     gradSum,
     sum: paramViews(layout, gradSum),
     stats: new Float64Array(buffers.stats),
+    stepStats: new Float64Array(buffers.stepStats),
     X: new Float64Array(buffers.x),
     Y: new Float64Array(buffers.y),
     order: new Int32Array(buffers.order),
@@ -154,21 +162,18 @@ function block(ctx: Context, j: number): Workspace {
 
 /**
  * The row shares of a parallel step. The first round's δ pass has measured the first layer's
- * input width (its chunks' non-zero input rows); the first worker past the first barrier records
- * it in sync[SYNC_WIDTH] (all compute the same value), where the coordinator finds it too.
+ * input width (its chunks' non-zero input rows); every worker computes the same value from the
+ * shared blocks and records it in sync[SYNC_WIDTH], where the coordinator finds it too.
  */
 export function stepShares(ctx: Context, parties: number, firstRoundChunks: number): RowRange[][] {
   const n0 = ctx.layout.spec.sizes[0];
-  let width = Atomics.load(ctx.sync, SYNC_WIDTH);
-  if (width === 0) {
-    let rows = 0;
-    for (let j = 0; j < firstRoundChunks; j++) {
-      const nRows = block(ctx, j).rows[n0];
-      rows += nRows >= 0 ? nRows : n0;
-    }
-    width = Math.max(1, Math.round(rows / firstRoundChunks));
-    Atomics.store(ctx.sync, SYNC_WIDTH, width);
+  let rows = 0;
+  for (let j = 0; j < firstRoundChunks; j++) {
+    const nRows = block(ctx, j).rows[n0];
+    rows += nRows >= 0 ? nRows : n0;
   }
+  const width = Math.max(1, Math.round(rows / firstRoundChunks));
+  Atomics.store(ctx.sync, SYNC_WIDTH, width);
   return rowShares(ctx.layout, parties, width);
 }
 
@@ -200,87 +205,132 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
   }
 }
 
-/** Waits until the shared arrival counter reaches parties × generation: the generation-th barrier
- *  of a step. False on timeout, or when the coordinator has called the step off (a worker failed). */
-function barrier(sync: Int32Array, parties: number, generation: number, timeoutMs: number): boolean {
-  const target = parties * generation;
-  if (Atomics.add(sync, SYNC_ARRIVED, 1) + 1 >= target) {
-    Atomics.notify(sync, SYNC_ARRIVED);
+/**
+ * The generation-th barrier of a run of steps: waits until `parties` threads have arrived, i.e.
+ * the arrival counter reaches parties × generation. The last to arrive runs `last` (if given)
+ * before releasing the others, so a decision it writes there is seen alike by all. False on
+ * timeout, or when the coordinator has called the run off (a worker failed).
+ */
+function barrier(sync: Int32Array, parties: number, generation: number, timeoutMs: number, last?: () => void): boolean {
+  if (Atomics.add(sync, SYNC_ARRIVED, 1) + 1 === parties * generation) {
+    last?.();
+    Atomics.store(sync, SYNC_RELEASED, generation);
+    Atomics.notify(sync, SYNC_RELEASED);
     return true;
   }
   const deadline = performance.now() + timeoutMs;
   for (;;) {
-    const seen = Atomics.load(sync, SYNC_ARRIVED);
-    if (seen >= target) return true;
+    const seen = Atomics.load(sync, SYNC_RELEASED);
+    if (seen >= generation) return true;
     if (Atomics.load(sync, SYNC_ABORT) !== 0) return false;
     const left = deadline - performance.now();
     if (left <= 0) return false;
-    Atomics.wait(sync, SYNC_ARRIVED, seen, left);
+    Atomics.wait(sync, SYNC_RELEASED, seen, left);
   }
 }
 
-/** Calls a parallel step off: its workers leave their barriers at once (see barrier). */
+/** Calls a run of steps off: its workers leave their barriers at once (see barrier). */
 export function abortStep(sync: Int32Array): void {
   Atomics.store(sync, SYNC_ABORT, 1);
-  Atomics.notify(sync, SYNC_ARRIVED);
+  Atomics.notify(sync, SYNC_RELEASED);
 }
 
 /**
- * A whole training step in one round trip (worker side; see the top of this file). Per round of
- * up to ROUND_CHUNKS chunks: the δ pass over chunks taken from the shared counter, a barrier, the
- * gradient sums of this worker's rows over the round's chunks, a barrier. At the last barrier each
- * worker has posted whether its rows (and the losses) are finite; only if all are does each apply
- * optimizer step t to its own rows, so that a failed step changes nothing.
+ * A run of training steps in one round trip (worker side; see the top of this file). Per step,
+ * per round of up to ROUND_CHUNKS chunks: the δ pass over chunks taken from the shared counter, a
+ * barrier, the gradient sums of this worker's rows over the round's chunks, a barrier. At the
+ * step's last barrier each worker has posted whether its rows (and the losses) are finite; only
+ * if all are does each apply the optimizer to its own rows, so that a failed step changes
+ * nothing. A barrier then ends the step (nobody reads the weights of the next step before all
+ * are updated), and its last arrival decides for all whether to go on (the coordinator's STOP).
  *
  * A barrier that times out (a thread stalled far longer than the step's work, or a task that never
- * started) or that the coordinator calls off returns early with `finished` false. The coordinator
- * then redoes what is missing with the same arithmetic (see Trainer.runBatch).
+ * started) or that the coordinator calls off ends the run early; the result says how far this
+ * worker got, and the coordinator finishes the step with the same arithmetic (Trainer.runSteps).
  */
-export function runParallelStep(ctx: Context, task: WorkerTask): Omit<WorkerResult, 'busyMs'> {
+export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
   const f = task.fused!;
   const { layout, sync, stats } = ctx;
   const parties = f.workers;
-  let share: RowRange[] = [];
-  const t0 = performance.now();
-  // A stall must be long against the step's own work before it counts as a dead worker.
-  const timeout = (): number => f.timeoutMs + 2 * (performance.now() - t0);
+  const B = task.batchSize;
+  const stride = layout.stride;
+  const optBuffers = f.optimizer === null ? [] : Array.from({ length: optimizerBufferCount(f.optimizer) }, (_, i) => ctx.optState.subarray(i * stride, (i + 1) * stride));
+  const out = { stepsDone: 0, passedFlags: 0, finite: true, stopped: false };
   let generation = 0;
-  let finite = true;
-  for (let round = 0, begin = 0; begin < f.chunks; round++, begin += ROUND_CHUNKS) {
-    const end = Math.min(f.chunks, begin + ROUND_CHUNKS);
-    // Each worker draws once past the end of every round (that is how it learns the round is
-    // over), so claim v of round r is chunk v − r·parties.
-    for (let c = Atomics.add(sync, SYNC_NEXT_CHUNK, 1) - round * parties; c < end; c = Atomics.add(sync, SYNC_NEXT_CHUNK, 1) - round * parties) {
-      const S = Math.min(CHUNK_SIZE, task.batchSize - c * CHUNK_SIZE);
-      const r = chunkDeltas(layout, ctx.P, block(ctx, c - begin), ctx.X, ctx.Y, ctx.order, task.batchStart + c * CHUNK_SIZE, S);
-      stats[c * STATS_PER_CHUNK] = r.loss;
-      stats[c * STATS_PER_CHUNK + 1] = r.correct;
+  // Claims on the chunk counter so far. Every worker draws once past the end of each round (that
+  // is how it learns the round is over), so a round takes its chunks plus `parties` claims.
+  let claims = 0;
+  for (let i = 0; i < f.count; i++) {
+    testHooks?.beforeStep(task.step + i, f.index);
+    const start = (f.first + i) * B;
+    const size = Math.min(B, f.samples - start);
+    const chunks = chunkCount(size, CHUNK_SIZE);
+    const t0 = performance.now();
+    // A stall must be long against the step's own work before it counts as a dead worker.
+    const timeout = (): number => f.timeoutMs + 2 * (performance.now() - t0);
+    let share: RowRange[] = [];
+    for (let begin = 0; begin < chunks; begin += ROUND_CHUNKS) {
+      const end = Math.min(chunks, begin + ROUND_CHUNKS);
+      for (let c = begin + Atomics.add(sync, SYNC_NEXT_CHUNK, 1) - claims; c < end; c = begin + Atomics.add(sync, SYNC_NEXT_CHUNK, 1) - claims) {
+        const S = Math.min(CHUNK_SIZE, size - c * CHUNK_SIZE);
+        const r = chunkDeltas(layout, ctx.P, block(ctx, c - begin), ctx.X, ctx.Y, ctx.order, start + c * CHUNK_SIZE, S);
+        stats[c * STATS_PER_CHUNK] = r.loss;
+        stats[c * STATS_PER_CHUNK + 1] = r.correct;
+      }
+      claims += end - begin + parties;
+      if (!barrier(sync, parties, ++generation, timeout())) return out;
+      if (begin === 0) {
+        testHooks?.afterDeltas(task.step + i, f.index);
+        share = stepShares(ctx, parties, end)[f.index];
+      }
+      for (const { layer, begin: o0, end: o1 } of share) {
+        for (let c = begin; c < end; c++) {
+          const S = Math.min(CHUNK_SIZE, size - c * CHUNK_SIZE);
+          blockWeightGradient(layout, ctx.sum, block(ctx, c - begin), S, layer, o0, o1, c > 0);
+        }
+      }
+      if (end === chunks) {
+        let finite = Number.isFinite(chunkStat(stats, chunks, 0));
+        for (const [p0, p1] of shareRanges(layout, share)) finite &&= allFinite(ctx.gradSum, p0, p1);
+        Atomics.store(sync, SYNC_FLAGS + f.index, finite ? 1 : 2);
+      }
+      if (!barrier(sync, parties, ++generation, timeout())) return out;
     }
-    if (!barrier(sync, parties, ++generation, timeout())) return { ok: true, finished: false, finite: true, applied: false };
-    if (round === 0) share = stepShares(ctx, parties, end)[f.index];
-    for (const { layer, begin: o0, end: o1 } of share) {
-      for (let c = begin; c < end; c++) {
-        const S = Math.min(CHUNK_SIZE, task.batchSize - c * CHUNK_SIZE);
-        blockWeightGradient(layout, ctx.sum, block(ctx, c - begin), S, layer, o0, o1, c > 0);
+    out.passedFlags = i + 1;
+    for (let w = 0; w < parties; w++) {
+      if (Atomics.load(sync, SYNC_FLAGS + w) !== 1) {
+        out.finite = false;
+        return out;
       }
     }
-    if (end === f.chunks) {
-      let loss = 0;
-      for (let c = 0; c < f.chunks; c++) loss += stats[c * STATS_PER_CHUNK];
-      finite = Number.isFinite(loss);
-      for (const [p0, p1] of shareRanges(layout, share)) finite &&= allFinite(ctx.gradSum, p0, p1);
-      Atomics.store(sync, SYNC_FLAGS + f.index, finite ? 1 : 2);
+    if (f.index === 0) {
+      ctx.stepStats[2 * i] = chunkStat(stats, chunks, 0);
+      ctx.stepStats[2 * i + 1] = chunkStat(stats, chunks, 1);
     }
-    if (!barrier(sync, parties, ++generation, timeout())) return { ok: true, finished: false, finite, applied: false };
+    if (f.optimizer !== null) {
+      for (const [p0, p1] of shareRanges(layout, share)) optimizerStepRange(f.optimizer, f.t + i, optBuffers, ctx.params, ctx.gradSum, size, p0, p1);
+      out.stepsDone = i + 1;
+    }
+    if (i + 1 === f.count) break;
+    const decide = (): void => {
+      Atomics.store(sync, SYNC_DECISION, Atomics.load(sync, SYNC_STOP));
+      Atomics.store(sync, SYNC_STEPS_DONE, i + 1);
+      Atomics.notify(sync, SYNC_STEPS_DONE);
+    };
+    if (!barrier(sync, parties, ++generation, timeout(), decide)) return out;
+    if (Atomics.load(sync, SYNC_DECISION) !== 0) {
+      out.stopped = true;
+      return out;
+    }
   }
-  for (let w = 0; w < parties; w++) if (Atomics.load(sync, SYNC_FLAGS + w) !== 1) return { ok: true, finished: true, finite: false, applied: false };
-  if (f.optimizer === null) return { ok: true, finished: true, finite: true, applied: false };
-  const stride = layout.stride;
-  const n = optimizerBufferCount(f.optimizer);
-  const buffers = Array.from({ length: n }, (_, i) => ctx.optState.subarray(i * stride, (i + 1) * stride));
-  for (const [p0, p1] of shareRanges(layout, share))
-    optimizerStepRange(f.optimizer, f.t, buffers, ctx.params, ctx.gradSum, task.batchSize, p0, p1);
-  return { ok: true, finished: true, finite: true, applied: true };
+  return out;
+}
+
+/** The sum over a step's chunks of stats field k (0: loss sum, 1: correct count), in chunk order. */
+export function chunkStat(stats: Float64Array, chunks: number, k: number): number {
+  let sum = 0;
+  for (let c = 0; c < chunks; c++) sum += stats[c * STATS_PER_CHUNK + k];
+  return sum;
 }
 
 /** True when a[p0, p1) holds no NaN or infinity. */
@@ -304,7 +354,7 @@ export function datasetGradient(
   const order = new Int32Array(sab(n));
   for (let i = 0; i < n; i++) order[i] = i;
   const buffers: SharedBuffers = {
-    params: sab(layout.stride), gradSum: sab(layout.stride), blocks: sab(1), blockRows: sab(1), optState: sab(1), sync: sab(1),
+    params: sab(layout.stride), gradSum: sab(layout.stride), blocks: sab(1), blockRows: sab(1), optState: sab(1), sync: sab(1), stepStats: sab(1),
     stats: sab(STATS_PER_CHUNK * chunkCount(n, chunkSize)),
     x: sab(X.length), y: sab(Y.length), order: order.buffer as SharedArrayBuffer,
   };

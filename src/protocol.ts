@@ -20,6 +20,9 @@ export interface SharedBuffers {
   readonly blockRows: SharedArrayBuffer;
   /** Per-chunk statistics: STATS_PER_CHUNK doubles per chunk. */
   readonly stats: SharedArrayBuffer;
+  /** Per-step statistics of a run of steps: the loss sum and correct count of step i of the run at
+   *  [2i] and [2i+1], written once the step is complete. */
+  readonly stepStats: SharedArrayBuffer;
   /** Inputs (N × n0) and targets (N × nL), sample-major. */
   readonly x: SharedArrayBuffer;
   readonly y: SharedArrayBuffer;
@@ -27,59 +30,82 @@ export interface SharedBuffers {
   readonly order: SharedArrayBuffer;
   /** Optimizer state buffers, each `stride` doubles (see optim.ts). */
   readonly optState: SharedArrayBuffer;
-  /** Int32 counters and flags of a parallel step (SYNC_*; see engine.ts runParallelStep). */
+  /** Int32 counters and flags of a parallel step (SYNC_*; see engine.ts runParallelSteps). */
   readonly sync: SharedArrayBuffer;
 }
 
-/** Layout of the sync buffer: the barrier arrival counter, the next chunk to hand out, the
- *  coordinator's call-off flag, the first layer's measured input width (engine.ts stepShares),
- *  then one finite flag per worker. */
+/** Layout of the sync buffer (Int32; see engine.ts runParallelSteps):
+ *  ARRIVED   barrier arrivals, counted over the whole run of steps;
+ *  RELEASED  the last barrier generation released;
+ *  NEXT_CHUNK the chunk counter (claims, counted over the whole run);
+ *  ABORT     set by the coordinator when a worker failed: everyone leaves at once;
+ *  STOP      set by the coordinator to stop the run after the current step (AbortSignal);
+ *  DECISION  STOP as read by the last worker at a step's end, so that all decide alike;
+ *  STEPS_DONE steps of the run complete, for live progress;
+ *  WIDTH     the current step's first-layer input width (engine.ts stepShares);
+ *  FLAGS…    one finite flag per worker. */
 export const SYNC_ARRIVED = 0;
-export const SYNC_NEXT_CHUNK = 1;
-export const SYNC_ABORT = 2;
-export const SYNC_WIDTH = 3;
-export const SYNC_FLAGS = 4;
+export const SYNC_RELEASED = 1;
+export const SYNC_NEXT_CHUNK = 2;
+export const SYNC_ABORT = 3;
+export const SYNC_STOP = 4;
+export const SYNC_DECISION = 5;
+export const SYNC_STEPS_DONE = 6;
+export const SYNC_WIDTH = 7;
+export const SYNC_FLAGS = 8;
 
 /** stats[c*STATS_PER_CHUNK + 0] = chunk c's loss sum, +1 = its correct count (the rest is padding). */
 export const STATS_PER_CHUNK = 4;
 
 export interface WorkerTask {
-  /** 'grad': a parallel training step (with `fused`); 'eval': loss and accuracy of chunks
-   *  [chunkBegin, chunkEnd). */
+  /** 'grad': a run of parallel training steps (with `fused`); 'eval': loss and accuracy of chunks
+   *  [chunkBegin, chunkEnd) of the batch at batchStart. */
   readonly kind: 'grad' | 'eval';
   /** Identifies the (network, buffers) context so the worker can reuse views and scratch memory. */
   readonly contextId: string;
   readonly spec: NetSpec;
   readonly buffers: SharedBuffers;
-  /** Offset of the minibatch in `order`, its size, and the fixed chunk size. */
+  /** Offset of the minibatch in `order` ('eval'), the batch size, and the fixed chunk size. */
   readonly batchStart: number;
   readonly batchSize: number;
   readonly chunkSize: number;
   /** For 'eval': chunks [chunkBegin, chunkEnd) of this batch are this task's. */
   readonly chunkBegin: number;
   readonly chunkEnd: number;
-  /** For fault-injection tests: the coordinator's step counter. */
+  /** For fault-injection tests: the coordinator's global step counter (of the first step). */
   readonly step: number;
-  /** A parallel step ('grad'): worker `index` of `workers` takes chunks from the shared counter
-   *  for the δ pass, sums the gradient of its share of the rows (engine.ts rowShares), and, when
-   *  `optimizer` is given and everything is finite, applies optimizer step `t` to those rows. */
+  /** A run of parallel steps ('grad'): steps first .. first+count−1 of the epoch (step s is the
+   *  minibatch at s·batchSize of `samples`). For each, worker `index` of `workers` takes chunks
+   *  from the shared counter for the δ pass, sums the gradient of its share of the rows
+   *  (engine.ts rowShares), and, when `optimizer` is given and everything is finite, applies
+   *  optimizer step t + i to those rows. */
   readonly fused?: {
     readonly workers: number;
     readonly index: number;
-    readonly chunks: number;
+    readonly first: number;
+    readonly count: number;
+    readonly samples: number;
     readonly optimizer: OptimizerOptions | null;
     readonly t: number;
     readonly timeoutMs: number;
   };
 }
 
-/** finished: the worker passed the step's last barrier, so every worker did all of its part and
- *  the summed gradient is complete. finite: (when finished) every loss and gradient entry is
- *  finite. applied: the worker applied the optimizer to its rows. busyMs: time spent in the task. */
+/** What a worker did of a run of steps (counted from its first step). stepsDone: steps it
+ *  finished, its rows updated. passedFlags: steps whose last barrier it passed, so that every
+ *  worker had summed its rows (stepsDone or stepsDone + 1). finite: the verdict of the last of
+ *  those. stopped: it stopped early because the coordinator asked. */
+export interface StepsResult {
+  readonly stepsDone: number;
+  readonly passedFlags: number;
+  readonly finite: boolean;
+  readonly stopped: boolean;
+}
+
 export interface WorkerResult {
   readonly ok: true;
-  readonly finished: boolean;
-  readonly finite: boolean;
-  readonly applied: boolean;
+  /** For 'grad'. */
+  readonly steps?: StepsResult;
+  /** Time spent in the task. */
   readonly busyMs: number;
 }

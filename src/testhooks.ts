@@ -1,13 +1,17 @@
 // Test-only hooks for worker threads, switched on by environment variables that only the test
 // suite sets. With none set, `testHooks` is null and costs one null check per task.
 //
-//   BPTRAIN_TEST_DELAY_MS=N   each task sleeps a pseudo-random 0..N ms first, so workers finish
-//                             out of order (determinism tests).
-//   BPTRAIN_TEST_FAULT=K@S    the first task of global step S (0-based) fails before any of its
-//                             chunks: K = throw | exit | oom.
-//   BPTRAIN_TEST_STALL=S       the second worker of parallel step S (0-based) stalls for
-//                             STALL_MS before starting, longer than a barrier waits for it, so
-//                             the step takes the coordinator's fallback path.
+//   BPTRAIN_TEST_DELAY_MS=N   each task, and each worker at each parallel step, sleeps a
+//                             pseudo-random 0..N ms first, so workers finish out of order
+//                             (determinism tests).
+//   BPTRAIN_TEST_FAULT=K@S    the first worker of parallel global step S (0-based) fails as it
+//                             starts the step: K = throw | exit | oom.
+//   BPTRAIN_TEST_STALL=S       the second worker of parallel global step S (0-based) stalls for
+//                             STALL_MS as it starts the step, longer than a barrier waits for it,
+//                             so the coordinator has to redo the step. With S@gradient it stalls
+//                             after the δ pass instead: the first worker gives up at the step's
+//                             last barrier, the second then finishes the gradient and updates
+//                             its rows, and the coordinator has to update the first one's.
 //   BPTRAIN_TEST_KILL_AFTER_CHECKPOINT=S
 //                             the main thread kills its own process with SIGKILL right after the
 //                             checkpoint written at global step S (a real kill -9 at a known point).
@@ -15,7 +19,12 @@
 import type { WorkerTask } from './protocol.js';
 
 interface Hooks {
+  /** Before a worker task ('eval' tasks; a run of steps calls beforeStep per step). */
   beforeTask(task: WorkerTask): void;
+  /** Before worker `index` of a parallel run starts global step `step`. */
+  beforeStep(step: number, index: number): void;
+  /** After its δ pass of that step. */
+  afterDeltas(step: number, index: number): void;
 }
 
 /** Longer than a parallel step's barriers wait (1 s plus twice the work done so far). */
@@ -36,18 +45,21 @@ function hash(a: number, b: number): number {
 function makeHooks(): Hooks | null {
   const delay = Number(process.env.BPTRAIN_TEST_DELAY_MS ?? 0);
   const fault = /^(throw|exit|oom)@(\d+)$/.exec(process.env.BPTRAIN_TEST_FAULT ?? '');
-  const stall = /^\d+$/.test(process.env.BPTRAIN_TEST_STALL ?? '') ? Number(process.env.BPTRAIN_TEST_STALL) : -1;
+  const stallAt = /^(\d+)(@gradient)?$/.exec(process.env.BPTRAIN_TEST_STALL ?? '');
+  const stall = stallAt === null ? -1 : Number(stallAt[1]);
+  const stallGradient = stallAt?.[2] !== undefined;
   if (!(delay > 0) && fault === null && stall < 0) return null;
   return {
     beforeTask(task) {
-      if (task.step === stall && task.fused?.index === 1) sleepSync(STALL_MS);
-      // A task's place in its step: its worker index in a fused step, else its first chunk.
-      const place = task.fused?.index ?? task.chunkBegin;
-      if (delay > 0) sleepSync(hash(task.step, place) % (delay + 1));
-      if (fault === null || task.kind !== 'grad' || place !== 0 || task.step !== Number(fault[2])) return;
+      if (delay > 0) sleepSync(hash(task.step, task.chunkBegin) % (delay + 1));
+    },
+    beforeStep(step, index) {
+      if (delay > 0) sleepSync(hash(step, index) % (delay + 1));
+      if (step === stall && index === 1 && !stallGradient) sleepSync(STALL_MS);
+      if (fault === null || index !== 0 || step !== Number(fault[2])) return;
       switch (fault[1]) {
         case 'throw':
-          throw new Error(`injected fault at step ${task.step}`);
+          throw new Error(`injected fault at step ${step}`);
         case 'exit':
           process.exit(3);
         // eslint-disable-next-line no-fallthrough
@@ -56,6 +68,9 @@ function makeHooks(): Hooks | null {
           for (;;) hog.push(new Array(1 << 20).fill(hog.length));
         }
       }
+    },
+    afterDeltas(step, index) {
+      if (step === stall && index === 1 && stallGradient) sleepSync(STALL_MS);
     },
   };
 }

@@ -16,9 +16,10 @@ import { Piscina } from 'piscina';
 import { Model, computeGradient, normalizeInPlace } from './model.js';
 import { Dataset, checkDatasetFits, toShared } from './dataset.js';
 import {
-  Context, ROUND_CHUNKS, abortStep, allFinite, blockMemory, chunkCount, chunkSizeFor, makeContext, rowShares, runChunks, shareRanges,
+  CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, blockMemory, chunkCount, chunkSizeFor, chunkStat, makeContext, rowShares, runChunks,
+  shareRanges,
 } from './engine.js';
-import { STATS_PER_CHUNK, SYNC_FLAGS, SYNC_WIDTH, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
+import { STATS_PER_CHUNK, SYNC_FLAGS, SYNC_STEPS_DONE, SYNC_STOP, SYNC_WIDTH, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
 import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep, optimizerStepRange } from './optim.js';
 import { Rng } from './rng.js';
 import { NumericError, OptionError, WorkerError, describe } from './errors.js';
@@ -73,7 +74,9 @@ export interface FitOptions {
   signal?: AbortSignal;
   /** Called after every epoch with its metrics. */
   onEpoch?: (stats: EpochStats) => void | Promise<void>;
-  /** Called after every step (keep it cheap). */
+  /** Called after every step, in order (keep it cheap). On the pool the workers run many steps
+   *  per round trip and report each as it completes, so when onStep runs, the model's weights may
+   *  already include the next steps. */
   onStep?: (progress: StepProgress) => void;
   /** Write a checkpoint to this file after every epoch, every `checkpointEvery` steps, and when
    *  the fit is aborted (see checkpoint.ts). Written atomically. */
@@ -276,65 +279,126 @@ export class Trainer {
     if (pool !== null) await pool.destroy();
   }
 
-  /**
-   * Runs one minibatch on `threads` threads and waits for all of them. For 'grad' it leaves the
-   * summed gradient in ctx.gradSum and, when `update` is given, also applies the optimizer step —
-   * in the workers, as part of the same round trip, when the pool is used. `finite` is false when
-   * a gradient entry (or, on the pool, a chunk loss) is NaN or infinite; then nothing was applied.
-   * `applied` says whether the optimizer step was taken.
-   */
-  private async runBatch(
-    kind: 'grad' | 'eval', ctx: Context, buffers: SharedBuffers, contextId: string,
-    batchStart: number, batchSize: number, chunkSize: number, threads: number, step: number,
-    update?: { optimizer: OptimizerOptions; state: OptimizerState },
-  ): Promise<{ finite: boolean; applied: boolean }> {
+  /** Evaluates one batch's chunks (loss and correct counts into ctx.stats) on `threads` threads. */
+  private async runEval(ctx: Context, buffers: SharedBuffers, contextId: string, batchStart: number, batchSize: number, chunkSize: number, threads: number): Promise<void> {
     const chunks = chunkCount(batchSize, chunkSize);
-    const t = Math.min(threads, chunks, ROUND_CHUNKS);
+    const t = Math.min(threads, chunks);
     const pool = t > 1 ? this.pool : null;
-    const whole = { kind, batchStart, batchSize, chunkSize, chunkBegin: 0, chunkEnd: chunks };
     if (pool === null) {
-      if (kind === 'grad') ctx.gradSum.fill(0);
-      runChunks(ctx, whole, kind === 'grad' ? ctx.sum : null);
-      return { finite: kind === 'grad' ? allFinite(ctx.gradSum) : true, applied: false };
+      runChunks(ctx, { kind: 'eval', batchStart, batchSize, chunkSize, chunkBegin: 0, chunkEnd: chunks });
+      return;
     }
-    const base = { contextId, spec: this.model.layout.spec, buffers, batchStart, batchSize, chunkSize, step, chunkBegin: 0, chunkEnd: 0 };
-    if (kind === 'eval') {
-      await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
-        ...base, kind, chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
-      })));
-      return { finite: true, applied: false };
-    }
-    ctx.sync.fill(0);
-    const optStep = (update?.state.step ?? 0) + 1;
-    const results = await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
-      ...base, kind,
-      fused: { workers: t, index: w, chunks, optimizer: update?.optimizer ?? null, t: optStep, timeoutMs: BARRIER_TIMEOUT_MS },
-    })), ctx.sync);
-    // A worker that passed the last barrier saw every worker finish its part: the summed gradient
-    // is complete and its finite verdict is everyone's. If none did (a barrier timed out), the
-    // whole gradient is redone here, with the same arithmetic, hence the same bits; no worker
-    // has applied anything then.
-    const done = results.find((r) => r.finished);
-    let finite: boolean;
-    if (done !== undefined) finite = done.finite;
-    else {
-      ctx.gradSum.fill(0);
-      runChunks(ctx, whole, ctx.sum);
-      finite = allFinite(ctx.gradSum);
-    }
-    if (!finite || update === undefined) return { finite, applied: false };
-    const layout = this.model.layout;
-    if (done === undefined) optimizerStepRange(update.optimizer, optStep, update.state.buffers, ctx.params, ctx.gradSum, batchSize, 0, layout.stride);
-    else {
-      const shares = rowShares(layout, t, Atomics.load(ctx.sync, SYNC_WIDTH));
-      for (let w = 0; w < t; w++) {
-        if (results[w].applied) continue;
-        for (const [p0, p1] of shareRanges(layout, shares[w]))
-          optimizerStepRange(update.optimizer, optStep, update.state.buffers, ctx.params, ctx.gradSum, batchSize, p0, p1);
+    await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
+      kind: 'eval', contextId, spec: this.model.layout.spec, buffers, batchStart, batchSize, chunkSize, step: -1,
+      chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
+    })));
+  }
+
+  /**
+   * Runs `count` training steps of the epoch from step `first`, calling `stepDone` with each
+   * completed step's loss sum and correct count, in order, as they complete. Returns null, or
+   * what was not finite at the step where it stopped (then that step changed nothing).
+   *
+   * On one thread, or with gradient clipping (which needs the whole gradient's norm), count is 1
+   * and this thread applies the optimizer. On the pool a run of steps is one round trip: the
+   * workers apply the optimizer to their rows themselves (engine.ts runParallelSteps), and an
+   * abort stops them after the current step. If a worker stalled past a barrier, the first
+   * unfinished step is finished here, with the same arithmetic, and the run ends there.
+   */
+  private async runSteps(run: StepRun, first: number, count: number, globalStep: number, stepDone: (loss: number, correct: number) => void): Promise<'loss' | 'gradient' | null> {
+    const { ctx, opts } = run;
+    const pool = run.threads > 1 ? this.pool : null;
+    if (pool === null) return this.stepHere(run, first, stepDone);
+    const sync = ctx.sync;
+    sync.fill(0);
+    const state = run.optState;
+    const optimizer = opts.clipNorm === undefined ? opts.optimizer : null;
+    const t = run.threads;
+    const tasks = Array.from({ length: t }, (_, w): WorkerTask => ({
+      kind: 'grad', contextId: run.contextId, spec: this.model.layout.spec, buffers: run.buffers,
+      batchStart: 0, batchSize: run.batchSize, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: 0, step: globalStep,
+      fused: { workers: t, index: w, first, count, samples: run.samples, optimizer, t: state.step + 1, timeoutMs: BARRIER_TIMEOUT_MS },
+    }));
+    let delivered = 0;
+    const deliver = (upTo: number): void => {
+      for (; delivered < upTo; delivered++) stepDone(ctx.stepStats[2 * delivered], ctx.stepStats[2 * delivered + 1]);
+    };
+    const stop = (): void => void Atomics.store(sync, SYNC_STOP, 1);
+    opts.signal?.addEventListener('abort', stop);
+    let settled = false;
+    const all = this.runAll(pool, tasks, sync).finally(() => {
+      settled = true;
+      Atomics.notify(sync, SYNC_STEPS_DONE); // wakes the progress wait below
+    });
+    all.catch(() => {}); // handled below, once the progress loop sees it settled
+    let results: WorkerResult[];
+    try {
+      // Progress while the workers run: each step's end is published in sync[SYNC_STEPS_DONE].
+      while (!settled) {
+        const seen = Atomics.load(sync, SYNC_STEPS_DONE);
+        deliver(seen);
+        const wait = Atomics.waitAsync(sync, SYNC_STEPS_DONE, seen);
+        if (wait.async) await wait.value;
       }
+      results = await all;
+    } catch (err) {
+      // Steps the workers finished before the failure count (their weights are in place).
+      const done = Atomics.load(sync, SYNC_STEPS_DONE);
+      deliver(done);
+      state.step += optimizer === null ? 0 : done;
+      throw err;
+    } finally {
+      opts.signal?.removeEventListener('abort', stop);
     }
-    update.state.step = optStep;
-    return { finite: true, applied: true };
+    const steps = results.map((r) => r.steps!);
+    const k = Math.min(...steps.map((r) => r.stepsDone));
+    deliver(k);
+    state.step += k;
+    if (k === count || steps.every((r) => r.stopped)) return null;
+    // Step first + k is unfinished. If a worker passed its last barrier, every worker had summed
+    // its rows: the gradient is complete, and only updates may be missing. Otherwise it is
+    // redone here from scratch.
+    const passed = steps.find((r) => r.passedFlags > k);
+    if (passed === undefined) return this.stepHere(run, first + k, stepDone);
+    const size = Math.min(run.batchSize, run.samples - (first + k) * run.batchSize);
+    const chunks = chunkCount(size, CHUNK_SIZE);
+    const loss = chunkStat(ctx.stats, chunks, 0);
+    if (!passed.finite) return Number.isFinite(loss) ? 'gradient' : 'loss';
+    if (optimizer === null) this.applyHere(run, size);
+    else {
+      const layout = this.model.layout;
+      const shares = rowShares(layout, t, Atomics.load(sync, SYNC_WIDTH));
+      for (let w = 0; w < t; w++) {
+        if (steps[w].stepsDone > k) continue;
+        for (const [p0, p1] of shareRanges(layout, shares[w])) optimizerStepRange(optimizer, state.step + 1, state.buffers, ctx.params, ctx.gradSum, size, p0, p1);
+      }
+      state.step++;
+    }
+    stepDone(loss, chunkStat(ctx.stats, chunks, 1));
+    return null;
+  }
+
+  /** Step `step` of the epoch entirely on this thread: same chunks, same order, same bits. */
+  private stepHere(run: StepRun, step: number, stepDone: (loss: number, correct: number) => void): 'loss' | 'gradient' | null {
+    const { ctx } = run;
+    const start = step * run.batchSize;
+    const size = Math.min(run.batchSize, run.samples - start);
+    const chunks = chunkCount(size, CHUNK_SIZE);
+    ctx.gradSum.fill(0);
+    runChunks(ctx, { kind: 'grad', batchStart: start, batchSize: size, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: chunks }, ctx.sum);
+    const loss = chunkStat(ctx.stats, chunks, 0);
+    if (!Number.isFinite(loss)) return 'loss';
+    if (!allFinite(ctx.gradSum)) return 'gradient';
+    this.applyHere(run, size);
+    stepDone(loss, chunkStat(ctx.stats, chunks, 1));
+    return null;
+  }
+
+  /** Clips (if asked) and applies the optimizer to the summed gradient in ctx.gradSum. */
+  private applyHere(run: StepRun, size: number): void {
+    const { opts, ctx } = run;
+    if (opts.clipNorm !== undefined) clipGradient(ctx.gradSum, size, opts.clipNorm);
+    optimizerStep(opts.optimizer, run.optState, this.model.params, ctx.gradSum, size);
   }
 
   /** Runs tasks on the pool; waits for every one, failed or not, before the shared buffers are
@@ -364,6 +428,7 @@ export class Trainer {
       optState: new SharedArrayBuffer(8),
       sync: new SharedArrayBuffer(8),
       stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * Math.min(chunks, Math.max(threads, 1) * 4)),
+      stepStats: new SharedArrayBuffer(8),
       x: data.x.buffer as SharedArrayBuffer,
       y: data.y.buffer as SharedArrayBuffer,
       order: identityOrder(N).buffer as SharedArrayBuffer,
@@ -378,7 +443,7 @@ export class Trainer {
     for (let c0 = 0; c0 < chunks; c0 += perRound) {
       const start = c0 * EVAL_CHUNK;
       const size = Math.min(N, (c0 + perRound) * EVAL_CHUNK) - start;
-      await this.runBatch('eval', ctx, buffers, contextId, start, size, EVAL_CHUNK, threads, -1);
+      await this.runEval(ctx, buffers, contextId, start, size, EVAL_CHUNK, threads);
       for (let c = 0; c < chunkCount(size, EVAL_CHUNK); c++) {
         loss += ctx.stats[c * STATS_PER_CHUNK];
         correct += ctx.stats[c * STATS_PER_CHUNK + 1];
@@ -427,20 +492,20 @@ export class Trainer {
       optState: sharedFloat64(optimizerBufferCount(opts.optimizer) * stride).buffer as SharedArrayBuffer,
       sync: new SharedArrayBuffer(4 * (SYNC_FLAGS + ROUND_CHUNKS)),
       stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * maxChunks),
+      stepStats: new SharedArrayBuffer(16 * Math.ceil(N / B)),
       x: train.x.buffer as SharedArrayBuffer,
       y: train.y.buffer as SharedArrayBuffer,
       order: order.buffer as SharedArrayBuffer,
     };
     const ctx = makeContext(layout.spec, buffers, layout);
     const contextId = `${this.id}.f${this.contextCounter++}`;
-    const stats = ctx.stats;
-    const gradSum = ctx.gradSum;
     const steps = Math.ceil(N / B);
     const units = accuracyUnits(model);
     const monitorVal = validation !== undefined;
 
     // Everything a checkpoint captures, so that a resumed run continues with the same bits.
     const optState: OptimizerState = makeOptimizerState(opts.optimizer, stride, ctx.optState);
+    const run: StepRun = { ctx, buffers, contextId, batchSize: B, samples: N, threads, opts, optState };
     let rng = new Rng(opts.seed);
     const history: History = { epochs: [], stoppedEarly: false, bestEpoch: 0 };
     let best = Infinity;
@@ -497,20 +562,31 @@ export class Trainer {
         correct = 0;
       }
       const stepBegin = resumedMidEpoch ? firstStep : 0;
-      for (let step = stepBegin; step < steps; step++) {
+      let step = stepBegin;
+      const stepDone = (loss: number, right: number): void => {
+        lossSum += loss;
+        correct += right;
+        globalStep++;
+        step++;
+        if (opts.onStep !== undefined) {
+          const done = Math.min(step * B, N);
+          opts.onStep({ epoch, epochs: opts.epochs, step, steps, loss: lossSum / done, samplesPerSec: (done - stepBegin * B) / ((performance.now() - t0) / 1000) });
+        }
+      };
+      while (step < steps) {
         if (opts.signal?.aborted) {
           await writeCheckpoint(epoch, step);
           opts.signal.throwIfAborted();
         }
-        const start = step * B;
-        const size = Math.min(B, N - start);
-        const chunks = chunkCount(size, chunkSize);
-        let finite: boolean, applied: boolean;
+        // On the pool, one round trip runs up to the epoch's end or the next checkpoint.
+        let count = 1;
+        if (threads > 1 && opts.clipNorm === undefined) {
+          count = steps - step;
+          if (opts.checkpointEvery !== undefined) count = Math.min(count, opts.checkpointEvery - (globalStep % opts.checkpointEvery));
+        }
+        let bad: 'loss' | 'gradient' | null;
         try {
-          // Without clipping (which needs the whole gradient's norm first), the threads also take
-          // the optimizer step, in the same round trip.
-          const update = opts.clipNorm === undefined ? { optimizer: opts.optimizer, state: optState } : undefined;
-          ({ finite, applied } = await this.runBatch('grad', ctx, buffers, contextId, start, size, chunkSize, threads, globalStep, update));
+          bad = await this.runSteps(run, step, count, globalStep, stepDone);
         } catch (err) {
           // The failed worker is gone or may be in any state: end the pool (waiting for every
           // thread to stop) so that nothing can still write the shared buffers, and start afresh
@@ -521,27 +597,12 @@ export class Trainer {
           await this.destroyPool();
           throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${(err as Error)?.message ?? String(err)}`, epoch, step + 1, { cause: err });
         }
-        let batchLoss = 0, batchCorrect = 0;
-        for (let c = 0; c < chunks; c++) {
-          batchLoss += stats[c * STATS_PER_CHUNK];
-          batchCorrect += stats[c * STATS_PER_CHUNK + 1];
+        if (bad !== null) {
+          const start = step * B;
+          const where = locateNonFinite(model, data, order, start, Math.min(B, N - start));
+          throw new NumericError(`non-finite ${bad} in epoch ${epoch}, step ${step + 1}${where}; training stopped and the weights are those from before this step (try a lower learning rate, --normalize standard, or --clip-norm)`, epoch, step + 1);
         }
-        if (!Number.isFinite(batchLoss) || !finite) {
-          const where = locateNonFinite(model, data, order, start, size);
-          throw new NumericError(`non-finite ${Number.isFinite(batchLoss) ? 'gradient' : 'loss'} in epoch ${epoch}, step ${step + 1}${where}; training stopped and the weights are those from before this step (try a lower learning rate, --normalize standard, or --clip-norm)`, epoch, step + 1);
-        }
-        if (!applied) {
-          if (opts.clipNorm !== undefined) clipGradient(gradSum, size, opts.clipNorm);
-          optimizerStep(opts.optimizer, optState, model.params, gradSum, size);
-        }
-        lossSum += batchLoss;
-        correct += batchCorrect;
-        globalStep++;
-        if (opts.onStep !== undefined) {
-          const done = start + size;
-          opts.onStep({ epoch, epochs: opts.epochs, step: step + 1, steps, loss: lossSum / done, samplesPerSec: (done - stepBegin * B) / ((performance.now() - t0) / 1000) });
-        }
-        if (opts.checkpointEvery !== undefined && globalStep % opts.checkpointEvery === 0 && step + 1 < steps) await writeCheckpoint(epoch, step + 1);
+        if (opts.checkpointEvery !== undefined && globalStep % opts.checkpointEvery === 0 && step < steps) await writeCheckpoint(epoch, step);
         // Keep the event loop responsive when the steps run on this thread.
         if (threads <= 1 && performance.now() - lastYield > 1) {
           await yieldToEventLoop();
@@ -608,6 +669,19 @@ function clipGradient(gradSum: Float64Array, batch: number, maxNorm: number): vo
     const scale = maxNorm / norm;
     for (let i = 0; i < gradSum.length; i++) gradSum[i] *= scale;
   }
+}
+
+/** What runSteps needs of a fit. */
+interface StepRun {
+  readonly ctx: Context;
+  readonly buffers: SharedBuffers;
+  readonly contextId: string;
+  readonly batchSize: number;
+  /** Samples in the epoch. */
+  readonly samples: number;
+  readonly threads: number;
+  readonly opts: ResolvedFitOptions;
+  readonly optState: OptimizerState;
 }
 
 /** How long a worker in a fused step waits for the others before leaving the rest to the

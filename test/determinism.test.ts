@@ -67,18 +67,23 @@ describe('bitwise-identical weights after 3 epochs for threads 1, 2, 3, 4, 8', (
     const reference = await run(1);
     for (const t of [2, 3]) expect(sameBits(await run(t), reference), `threads=${t}`).toBe(true);
   });
-  it('a worker stalled past the barrier timeout: the coordinator finishes the step, same bits', async () => {
-    const reference = await train(1, optimizers[1][1]);
-    process.env.BPTRAIN_TEST_STALL = '1'; // read by each worker when it starts
-    try {
-      const t0 = performance.now();
-      const stalled = await train(2, optimizers[1][1]);
-      expect(performance.now() - t0).toBeGreaterThan(1500); // the stall happened
-      expect(sameBits(stalled, reference)).toBe(true);
-    } finally {
-      delete process.env.BPTRAIN_TEST_STALL;
-    }
-  });
+  // A stalled worker makes the others give up at a barrier; the coordinator then finishes the
+  // step: from scratch (stalled before its δ pass), or by updating the rows of the worker that
+  // gave up (stalled before its gradient rows, when the other finished the gradient).
+  for (const stall of ['1', '1@gradient']) {
+    it(`a worker stalled past the barrier timeout (BPTRAIN_TEST_STALL=${stall}): the coordinator finishes the step, same bits`, async () => {
+      const reference = await train(1, optimizers[1][1]);
+      process.env.BPTRAIN_TEST_STALL = stall; // read by each worker when it starts
+      try {
+        const t0 = performance.now();
+        const stalled = await train(2, optimizers[1][1]);
+        expect(performance.now() - t0).toBeGreaterThan(1500); // the stall happened
+        expect(sameBits(stalled, reference)).toBe(true);
+      } finally {
+        delete process.env.BPTRAIN_TEST_STALL;
+      }
+    });
+  }
   it('a different seed gives different weights (the check above can fail)', async () => {
     const a = await train(2, { optimizer: 'sgd', lr: 0.1, seed: 5 });
     const b = await train(2, { optimizer: 'sgd', lr: 0.1, seed: 6 });

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { OptionError, Trainer, createModel, makeDataset, type Dataset } from '../src/index.js';
-import { randomData } from './helpers.js';
+import { randomData, sameBits } from './helpers.js';
 
 function loadNdjson(file: string): Dataset {
   const rows = readFileSync(new URL(file, import.meta.url), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -81,6 +81,29 @@ describe('abort, events and history', () => {
       expect((err as Error).name).toBe('AbortError');
       expect(steps).toBe(7);
     }
+  });
+  it('aborting on the pool stops after the step in progress; the weights are those of the steps reported', async () => {
+    // Workers run many steps per round trip, so a few may complete after abort() is called;
+    // every one of them is reported, and the weights match a one-thread run of as many steps.
+    const data = randomData(3, 400, 8, 4, 'cross-entropy');
+    const run = async (threads: number, stopAt: number) => {
+      const model = createModel({ layers: [8, 32, 4], seed: 2 });
+      const trainer = new Trainer(model, { threads });
+      const controller = new AbortController();
+      let steps = 0;
+      const err = await trainer
+        .fit(data, { epochs: 50, batchSize: 64, signal: controller.signal, onStep: () => { if (++steps === stopAt) controller.abort(); } })
+        .catch((e: unknown) => e);
+      await trainer.close();
+      expect((err as Error).name).toBe('AbortError');
+      return { steps, params: Float64Array.from(model.params) };
+    };
+    const pool = await run(2, 9);
+    expect(pool.steps).toBeGreaterThanOrEqual(9);
+    expect(pool.steps).toBeLessThan(50 * 7);
+    const one = await run(1, pool.steps);
+    expect(one.steps).toBe(pool.steps);
+    expect(sameBits(pool.params, one.params)).toBe(true);
   });
   it('reports every epoch with loss, accuracy, validation metrics and samples/s', async () => {
     const model = createModel({ layers: [6, 10, 3], seed: 4 });

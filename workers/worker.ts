@@ -1,8 +1,8 @@
-// Worker-thread entry for the piscina pool: runs a parallel step, or evaluation chunks, against
+// Worker-thread entry for the piscina pool: runs a run of parallel steps, or evaluation chunks, against
 // shared memory. All the maths lives in src/; this file only keeps per-context views and scratch
 // memory alive between tasks, and holds the test-only fault and delay hooks.
 
-import { Context, makeContext, runChunks, runParallelStep } from '../src/engine.js';
+import { Context, makeContext, runChunks, runParallelSteps } from '../src/engine.js';
 import type { WorkerResult, WorkerTask } from '../src/protocol.js';
 import { testHooks } from '../src/testhooks.js';
 
@@ -17,9 +17,9 @@ export default function run(task: WorkerTask): WorkerResult {
     contexts.set(task.contextId, ctx);
     if (contexts.size > MAX_CONTEXTS) contexts.delete(contexts.keys().next().value as string);
   }
-  testHooks?.beforeTask(task);
   const t0 = performance.now();
-  if (task.fused !== undefined) return { ...runParallelStep(ctx, task), busyMs: performance.now() - t0 };
+  if (task.fused !== undefined) return { ok: true, steps: runParallelSteps(ctx, task), busyMs: performance.now() - t0 };
+  testHooks?.beforeTask(task);
   runChunks(ctx, task);
-  return { ok: true, finished: true, finite: true, applied: false, busyMs: performance.now() - t0 };
+  return { ok: true, busyMs: performance.now() - t0 };
 }
