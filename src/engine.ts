@@ -23,11 +23,11 @@
 import { Layout, ParamViews, makeLayout, paramViews } from './layout.js';
 import { Workspace, blockWeightGradient, chunkDeltas, chunkGradient, evaluateBlock, gatherBlock, makeWorkspace, workspaceSize } from './backprop.js';
 import {
-  STATS_PER_CHUNK, SYNC_ABORT, SYNC_ARRIVED, SYNC_DECISION, SYNC_FLAGS, SYNC_NEXT_CHUNK, SYNC_RELEASED, SYNC_STEPS_DONE, SYNC_STOP, SYNC_WIDTH,
-  SharedBuffers, StepsResult, WorkerTask,
+  STATS_PER_CHUNK, SYNC_ABORT, SYNC_ARRIVED, SYNC_DECISION, SYNC_FLAGS, SYNC_NEXT_CHUNK, SYNC_RELEASED, SYNC_STEPS_DONE, SYNC_STOP, SYNC_NEXT_ROW, SYNC_NEXT_APPLY, SYNC_APPLIED,
+  MAX_WORKERS, SharedBuffers, StepsResult, WorkerTask,
 } from './protocol.js';
 import { testHooks } from './testhooks.js';
-import { optimizerBufferCount, optimizerStepRange } from './optim.js';
+import { OptimizerOptions, optimizerBufferCount, optimizerStepRange } from './optim.js';
 import type { NetSpec } from './layout.js';
 
 /** Samples per chunk: the unit of the summation order (and of the work a thread takes at a time).
@@ -38,7 +38,7 @@ export const CHUNK_SIZE = 32;
 /** Chunks whose δ blocks are in shared memory at once. Larger minibatches run in rounds of this
  *  many chunks (each round: δ pass, barrier, gradient sums, barrier), so that memory stays bounded
  *  whatever the batch size. Also the most threads one step can use. */
-export const ROUND_CHUNKS = 32;
+export const ROUND_CHUNKS = MAX_WORKERS;
 
 /** Chunk size for a minibatch size: CHUNK_SIZE, never a function of the thread count. */
 export function chunkSizeFor(_batchSize: number): number {
@@ -56,46 +56,35 @@ export interface RowRange {
   readonly end: number;
 }
 
+/** Rows per row block: the unit of work of the gradient-sum and optimizer phases (4 for the
+ *  4×4 blocked kernels). */
+const ROWS_PER_BLOCK = 4;
+
 /**
- * The rows of every layer split into `parts` shares of about equal arithmetic, cut on multiples of
- * 4 rows where a layer allows, for the 4×4 blocked kernels. A row of layer k costs n_(k-1) + 1
- * multiply-adds per sample, except that the first layer only reads its non-zero input rows:
- * `inputWidth` is how many of them a chunk has on average. A pure function of its arguments, so
- * every thread, and the coordinator, agree on who owns what.
+ * Every layer's rows cut into blocks of ROWS_PER_BLOCK, the costliest (largest n_(k-1)) first, so
+ * that the cheap blocks handed out last even out the threads' finishing times.
  */
-export function rowShares(layout: Layout, parts: number, inputWidth = layout.spec.sizes[0]): RowRange[][] {
+export function rowBlocks(layout: Layout): RowRange[] {
   const sizes = layout.spec.sizes;
-  const rowCost = (k: number): number => (k === 1 ? inputWidth : sizes[k - 1]) + 1;
-  let total = 0;
-  for (let k = 1; k < sizes.length; k++) total += sizes[k] * rowCost(k);
-  const shares: RowRange[][] = Array.from({ length: parts }, () => []);
-  let done = 0;
-  for (let k = 1; k < sizes.length; k++) {
-    const cost = rowCost(k);
-    for (let o = 0; o < sizes[k]; o += 4) {
-      const rows = Math.min(4, sizes[k] - o);
-      // A block of rows goes to the share its middle falls in.
-      const w = Math.min(parts - 1, Math.floor(((done + (rows * cost) / 2) * parts) / total));
-      done += rows * cost;
-      const list = shares[w];
-      const last = list[list.length - 1];
-      if (last !== undefined && last.layer === k && last.end === o) list[list.length - 1] = { layer: k, begin: last.begin, end: o + rows };
-      else list.push({ layer: k, begin: o, end: o + rows });
-    }
-  }
-  return shares;
+  const blocks: RowRange[] = [];
+  for (let k = 1; k < sizes.length; k++)
+    for (let o = 0; o < sizes[k]; o += ROWS_PER_BLOCK) blocks.push({ layer: k, begin: o, end: Math.min(sizes[k], o + ROWS_PER_BLOCK) });
+  return blocks.sort((a, b) => sizes[b.layer - 1] - sizes[a.layer - 1] || a.layer - b.layer || a.begin - b.begin);
 }
 
-/** The parameter ranges [p0, p1) of a share: its W(k) rows and its b(k) entries. */
-export function shareRanges(layout: Layout, share: readonly RowRange[]): [number, number][] {
-  const sizes = layout.spec.sizes;
-  const out: [number, number][] = [];
-  for (const { layer: k, begin, end } of share) {
-    const w0 = layout.wOffset[k - 1];
-    const b0 = layout.bOffset[k - 1];
-    out.push([w0 + begin * sizes[k - 1], w0 + end * sizes[k - 1]], [b0 + begin, b0 + end]);
-  }
-  return out;
+/** The parameter ranges [p0, p1) of a row block: its W(k) rows and its b(k) entries. */
+export function blockRanges(layout: Layout, r: RowRange): [[number, number], [number, number]] {
+  const nIn = layout.spec.sizes[r.layer - 1];
+  const w0 = layout.wOffset[r.layer - 1];
+  const b0 = layout.bOffset[r.layer - 1];
+  return [[w0 + r.begin * nIn, w0 + r.end * nIn], [b0 + r.begin, b0 + r.end]];
+}
+
+/** Optimizer step t on the parameters of one row block. */
+export function applyRowBlock(
+  layout: Layout, r: RowRange, opt: OptimizerOptions, t: number, buffers: Float64Array[], params: Float64Array, gradSum: Float64Array, batch: number,
+): void {
+  for (const [p0, p1] of blockRanges(layout, r)) optimizerStepRange(opt, t, buffers, params, gradSum, batch, p0, p1);
 }
 
 /** Views over a set of shared buffers, plus this thread's scratch memory. */
@@ -117,6 +106,8 @@ export interface Context {
   readonly blocks: Workspace[];
   readonly blockF64: Float64Array;
   readonly blockI32: Int32Array;
+  /** The network's row blocks (rowBlocks). */
+  readonly rows: RowRange[];
   readonly optState: Float64Array;
   readonly sync: Int32Array;
 }
@@ -139,6 +130,7 @@ export function makeContext(spec: NetSpec, buffers: SharedBuffers, layout: Layou
     blocks: [],
     blockF64: new Float64Array(buffers.blocks),
     blockI32: new Int32Array(buffers.blockRows),
+    rows: rowBlocks(layout),
     optState: new Float64Array(buffers.optState),
     sync: new Int32Array(buffers.sync),
   };
@@ -158,23 +150,6 @@ function block(ctx: Context, j: number): Workspace {
     ctx.blocks[j] = ws;
   }
   return ws;
-}
-
-/**
- * The row shares of a parallel step. The first round's δ pass has measured the first layer's
- * input width (its chunks' non-zero input rows); every worker computes the same value from the
- * shared blocks and records it in sync[SYNC_WIDTH], where the coordinator finds it too.
- */
-export function stepShares(ctx: Context, parties: number, firstRoundChunks: number): RowRange[][] {
-  const n0 = ctx.layout.spec.sizes[0];
-  let rows = 0;
-  for (let j = 0; j < firstRoundChunks; j++) {
-    const nRows = block(ctx, j).rows[n0];
-    rows += nRows >= 0 ? nRows : n0;
-  }
-  const width = Math.max(1, Math.round(rows / firstRoundChunks));
-  Atomics.store(ctx.sync, SYNC_WIDTH, width);
-  return rowShares(ctx.layout, parties, width);
 }
 
 type RangeTask = Pick<WorkerTask, 'kind' | 'batchStart' | 'batchSize' | 'chunkSize' | 'chunkBegin' | 'chunkEnd'>;
@@ -250,16 +225,19 @@ export function abortStep(sync: Int32Array): void {
  */
 export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
   const f = task.fused!;
-  const { layout, sync, stats } = ctx;
+  const { layout, sync, stats, rows } = ctx;
   const parties = f.workers;
   const B = task.batchSize;
   const stride = layout.stride;
   const optBuffers = f.optimizer === null ? [] : Array.from({ length: optimizerBufferCount(f.optimizer) }, (_, i) => ctx.optState.subarray(i * stride, (i + 1) * stride));
   const out = { stepsDone: 0, passedFlags: 0, finite: true, stopped: false };
+  // Work is handed out by three shared counters: chunks (δ pass), row blocks (gradient sums) and
+  // row blocks again (optimizer). Every worker draws once past the end of each phase (that is how
+  // it learns the phase is over), so a phase takes its items plus `parties` claims, and a claim's
+  // item is its value minus the claims of earlier phases.
+  const claims = { chunks: 0, rows: 0, apply: 0 };
+  const claim = (counter: number, base: number): number => Atomics.add(sync, counter, 1) - base;
   let generation = 0;
-  // Claims on the chunk counter so far. Every worker draws once past the end of each round (that
-  // is how it learns the round is over), so a round takes its chunks plus `parties` claims.
-  let claims = 0;
   for (let i = 0; i < f.count; i++) {
     testHooks?.beforeStep(task.step + i, f.index);
     const start = (f.first + i) * B;
@@ -268,32 +246,29 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
     const t0 = performance.now();
     // A stall must be long against the step's own work before it counts as a dead worker.
     const timeout = (): number => f.timeoutMs + 2 * (performance.now() - t0);
-    let share: RowRange[] = [];
+    let finite = true;
     for (let begin = 0; begin < chunks; begin += ROUND_CHUNKS) {
       const end = Math.min(chunks, begin + ROUND_CHUNKS);
-      for (let c = begin + Atomics.add(sync, SYNC_NEXT_CHUNK, 1) - claims; c < end; c = begin + Atomics.add(sync, SYNC_NEXT_CHUNK, 1) - claims) {
+      for (let c = begin + claim(SYNC_NEXT_CHUNK, claims.chunks); c < end; c = begin + claim(SYNC_NEXT_CHUNK, claims.chunks)) {
         const S = Math.min(CHUNK_SIZE, size - c * CHUNK_SIZE);
         const r = chunkDeltas(layout, ctx.P, block(ctx, c - begin), ctx.X, ctx.Y, ctx.order, start + c * CHUNK_SIZE, S);
         stats[c * STATS_PER_CHUNK] = r.loss;
         stats[c * STATS_PER_CHUNK + 1] = r.correct;
       }
-      claims += end - begin + parties;
+      claims.chunks += end - begin + parties;
       if (!barrier(sync, parties, ++generation, timeout())) return out;
-      if (begin === 0) {
-        testHooks?.afterDeltas(task.step + i, f.index);
-        share = stepShares(ctx, parties, end)[f.index];
-      }
-      for (const { layer, begin: o0, end: o1 } of share) {
+      if (begin === 0) testHooks?.afterDeltas(task.step + i, f.index);
+      const last = end === chunks;
+      for (let b = claim(SYNC_NEXT_ROW, claims.rows); b < rows.length; b = claim(SYNC_NEXT_ROW, claims.rows)) {
+        const { layer, begin: o0, end: o1 } = rows[b];
         for (let c = begin; c < end; c++) {
           const S = Math.min(CHUNK_SIZE, size - c * CHUNK_SIZE);
           blockWeightGradient(layout, ctx.sum, block(ctx, c - begin), S, layer, o0, o1, c > 0);
         }
+        if (last) for (const [p0, p1] of blockRanges(layout, rows[b])) finite &&= allFinite(ctx.gradSum, p0, p1);
       }
-      if (end === chunks) {
-        let finite = Number.isFinite(chunkStat(stats, chunks, 0));
-        for (const [p0, p1] of shareRanges(layout, share)) finite &&= allFinite(ctx.gradSum, p0, p1);
-        Atomics.store(sync, SYNC_FLAGS + f.index, finite ? 1 : 2);
-      }
+      claims.rows += rows.length + parties;
+      if (last) Atomics.store(sync, SYNC_FLAGS + f.index, finite && Number.isFinite(chunkStat(stats, chunks, 0)) ? 1 : 2);
       if (!barrier(sync, parties, ++generation, timeout())) return out;
     }
     out.passedFlags = i + 1;
@@ -308,7 +283,11 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       ctx.stepStats[2 * i + 1] = chunkStat(stats, chunks, 1);
     }
     if (f.optimizer !== null) {
-      for (const [p0, p1] of shareRanges(layout, share)) optimizerStepRange(f.optimizer, f.t + i, optBuffers, ctx.params, ctx.gradSum, size, p0, p1);
+      for (let b = claim(SYNC_NEXT_APPLY, claims.apply); b < rows.length; b = claim(SYNC_NEXT_APPLY, claims.apply)) {
+        applyRowBlock(layout, rows[b], f.optimizer, f.t + i, optBuffers, ctx.params, ctx.gradSum, size);
+        Atomics.store(sync, SYNC_APPLIED + b, i + 1); // for the coordinator, should the step be cut short
+      }
+      claims.apply += rows.length + parties;
       out.stepsDone = i + 1;
     }
     if (i + 1 === f.count) break;

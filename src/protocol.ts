@@ -35,24 +35,29 @@ export interface SharedBuffers {
 }
 
 /** Layout of the sync buffer (Int32; see engine.ts runParallelSteps):
- *  ARRIVED   barrier arrivals, counted over the whole run of steps;
- *  RELEASED  the last barrier generation released;
- *  NEXT_CHUNK the chunk counter (claims, counted over the whole run);
- *  ABORT     set by the coordinator when a worker failed: everyone leaves at once;
- *  STOP      set by the coordinator to stop the run after the current step (AbortSignal);
- *  DECISION  STOP as read by the last worker at a step's end, so that all decide alike;
+ *  ARRIVED    barrier arrivals, counted over the whole run of steps;
+ *  RELEASED   the last barrier generation released;
+ *  NEXT_CHUNK, NEXT_ROW, NEXT_APPLY  the work counters of the δ pass, the gradient sums and the
+ *             optimizer (claims, counted over the whole run);
+ *  ABORT      set by the coordinator when a worker failed: everyone leaves at once;
+ *  STOP       set by the coordinator to stop the run after the current step (AbortSignal);
+ *  DECISION   STOP as read by the last worker at a step's end, so that all decide alike;
  *  STEPS_DONE steps of the run complete, for live progress;
- *  WIDTH     the current step's first-layer input width (engine.ts stepShares);
- *  FLAGS…    one finite flag per worker. */
+ *  FLAGS…     one finite flag per worker (ROUND_CHUNKS of them);
+ *  APPLIED…   per row block, the last step of the run (1-based) whose update it received. */
 export const SYNC_ARRIVED = 0;
 export const SYNC_RELEASED = 1;
 export const SYNC_NEXT_CHUNK = 2;
-export const SYNC_ABORT = 3;
-export const SYNC_STOP = 4;
-export const SYNC_DECISION = 5;
-export const SYNC_STEPS_DONE = 6;
-export const SYNC_WIDTH = 7;
-export const SYNC_FLAGS = 8;
+export const SYNC_NEXT_ROW = 3;
+export const SYNC_NEXT_APPLY = 4;
+export const SYNC_ABORT = 5;
+export const SYNC_STOP = 6;
+export const SYNC_DECISION = 7;
+export const SYNC_STEPS_DONE = 8;
+export const SYNC_FLAGS = 9;
+/** Most workers in a step (engine.ts ROUND_CHUNKS). */
+export const MAX_WORKERS = 32;
+export const SYNC_APPLIED = SYNC_FLAGS + MAX_WORKERS;
 
 /** stats[c*STATS_PER_CHUNK + 0] = chunk c's loss sum, +1 = its correct count (the rest is padding). */
 export const STATS_PER_CHUNK = 4;
@@ -75,10 +80,10 @@ export interface WorkerTask {
   /** For fault-injection tests: the coordinator's global step counter (of the first step). */
   readonly step: number;
   /** A run of parallel steps ('grad'): steps first .. first+count−1 of the epoch (step s is the
-   *  minibatch at s·batchSize of `samples`). For each, worker `index` of `workers` takes chunks
-   *  from the shared counter for the δ pass, sums the gradient of its share of the rows
-   *  (engine.ts rowShares), and, when `optimizer` is given and everything is finite, applies
-   *  optimizer step t + i to those rows. */
+   *  minibatch at s·batchSize of `samples`). For each, the workers take chunks from a shared
+   *  counter for the δ pass, then row blocks (engine.ts rowBlocks) for the gradient sums, and,
+   *  when `optimizer` is given and everything is finite, row blocks again to apply optimizer step
+   *  t + i to. */
   readonly fused?: {
     readonly workers: number;
     readonly index: number;
@@ -92,9 +97,9 @@ export interface WorkerTask {
 }
 
 /** What a worker did of a run of steps (counted from its first step). stepsDone: steps it
- *  finished, its rows updated. passedFlags: steps whose last barrier it passed, so that every
- *  worker had summed its rows (stepsDone or stepsDone + 1). finite: the verdict of the last of
- *  those. stopped: it stopped early because the coordinator asked. */
+ *  finished, updates included. passedFlags: steps whose gradient barrier it passed, so that the
+ *  gradient was complete (stepsDone or stepsDone + 1). finite: the verdict of the last of those.
+ *  stopped: it stopped early because the coordinator asked. */
 export interface StepsResult {
   readonly stepsDone: number;
   readonly passedFlags: number;

@@ -16,10 +16,10 @@ import { Piscina } from 'piscina';
 import { Model, computeGradient, normalizeInPlace } from './model.js';
 import { Dataset, checkDatasetFits, toShared } from './dataset.js';
 import {
-  CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, blockMemory, chunkCount, chunkSizeFor, chunkStat, makeContext, rowShares, runChunks,
-  shareRanges,
+  CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, applyRowBlock, blockMemory, chunkCount, chunkSizeFor, chunkStat, makeContext, rowBlocks,
+  runChunks,
 } from './engine.js';
-import { STATS_PER_CHUNK, SYNC_FLAGS, SYNC_STEPS_DONE, SYNC_STOP, SYNC_WIDTH, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
+import { STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
 import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep, optimizerStepRange } from './optim.js';
 import { Rng } from './rng.js';
 import { NumericError, OptionError, WorkerError, describe } from './errors.js';
@@ -355,9 +355,9 @@ export class Trainer {
     deliver(k);
     state.step += k;
     if (k === count || steps.every((r) => r.stopped)) return null;
-    // Step first + k is unfinished. If a worker passed its last barrier, every worker had summed
-    // its rows: the gradient is complete, and only updates may be missing. Otherwise it is
-    // redone here from scratch.
+    // Step first + k is unfinished. If a worker passed its gradient barrier, the gradient is
+    // complete and only updates may be missing (each row block marks the step it received).
+    // Otherwise the step is redone here from scratch; nothing of it was applied then.
     const passed = steps.find((r) => r.passedFlags > k);
     if (passed === undefined) return this.stepHere(run, first + k, stepDone);
     const size = Math.min(run.batchSize, run.samples - (first + k) * run.batchSize);
@@ -366,13 +366,10 @@ export class Trainer {
     if (!passed.finite) return Number.isFinite(loss) ? 'gradient' : 'loss';
     if (optimizer === null) this.applyHere(run, size);
     else {
-      const layout = this.model.layout;
-      const shares = rowShares(layout, t, Atomics.load(sync, SYNC_WIDTH));
-      for (let w = 0; w < t; w++) {
-        if (steps[w].stepsDone > k) continue;
-        for (const [p0, p1] of shareRanges(layout, shares[w])) optimizerStepRange(optimizer, state.step + 1, state.buffers, ctx.params, ctx.gradSum, size, p0, p1);
-      }
       state.step++;
+      ctx.rows.forEach((r, b) => {
+        if (Atomics.load(sync, SYNC_APPLIED + b) !== k + 1) applyRowBlock(this.model.layout, r, optimizer, state.step, state.buffers, ctx.params, ctx.gradSum, size);
+      });
     }
     stepDone(loss, chunkStat(ctx.stats, chunks, 1));
     return null;
@@ -490,7 +487,7 @@ export class Trainer {
       blocks: this.sharedScratch('blocks', blockMem.f64).buffer as SharedArrayBuffer,
       blockRows: new SharedArrayBuffer(4 * Math.max(1, blockMem.i32)),
       optState: sharedFloat64(optimizerBufferCount(opts.optimizer) * stride).buffer as SharedArrayBuffer,
-      sync: new SharedArrayBuffer(4 * (SYNC_FLAGS + ROUND_CHUNKS)),
+      sync: new SharedArrayBuffer(4 * (SYNC_APPLIED + rowBlocks(layout).length)),
       stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * maxChunks),
       stepStats: new SharedArrayBuffer(16 * Math.ceil(N / B)),
       x: train.x.buffer as SharedArrayBuffer,

@@ -68,8 +68,8 @@ describe('bitwise-identical weights after 3 epochs for threads 1, 2, 3, 4, 8', (
     for (const t of [2, 3]) expect(sameBits(await run(t), reference), `threads=${t}`).toBe(true);
   });
   // A stalled worker makes the others give up at a barrier; the coordinator then finishes the
-  // step: from scratch (stalled before its δ pass), or by updating the rows of the worker that
-  // gave up (stalled before its gradient rows, when the other finished the gradient).
+  // step: from scratch (stalled before its δ pass), or, stalled before the gradient sums, the
+  // gradient is complete and the late worker updates every row alone.
   for (const stall of ['1', '1@gradient']) {
     it(`a worker stalled past the barrier timeout (BPTRAIN_TEST_STALL=${stall}): the coordinator finishes the step, same bits`, async () => {
       const reference = await train(1, optimizers[1][1]);
