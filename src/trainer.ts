@@ -228,9 +228,9 @@ export class Trainer {
   threadsFor(batchSize: number): number {
     const chunks = chunkCount(batchSize, chunkSizeFor(batchSize));
     if (this.threadsOption !== 'auto') return Math.min(this.threadsOption, Math.max(chunks, 1), ROUND_CHUNKS);
-    // A step on the pool costs a few hundred microseconds of round trip and barriers (measured by
-    // the kernels bench suite); a step must carry a few milliseconds of arithmetic per thread
-    // before another thread pays for itself.
+    // A step on the pool costs tens of microseconds of barriers (about 60 µs at two threads, by
+    // the kernels bench suite's coordinator overhead); a step must carry a few hundred
+    // microseconds of arithmetic per thread (2 MFLOP at ~7 GFLOP/s) before another thread pays.
     const flops = 6 * this.model.parameterCount * batchSize;
     const byWork = Math.floor(flops / MIN_FLOPS_PER_THREAD);
     return Math.max(1, Math.min(os.availableParallelism(), chunks, byWork, ROUND_CHUNKS));
