@@ -334,7 +334,9 @@ export class Trainer {
     let results: WorkerResult[];
     try {
       // Progress while the workers run: each step's end is published in sync[SYNC_STEPS_DONE].
-      while (!settled) {
+      // Without onStep nobody needs it before the end, and this thread is not woken every step
+      // (on a machine with as many cores as workers, each wake-up takes time from one of them).
+      while (!settled && opts.onStep !== undefined) {
         const seen = Atomics.load(sync, SYNC_STEPS_DONE);
         deliver(seen);
         const wait = Atomics.waitAsync(sync, SYNC_STEPS_DONE, seen);
