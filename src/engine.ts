@@ -23,7 +23,7 @@
 import { Layout, ParamViews, makeLayout, paramViews } from './layout.js';
 import { Workspace, blockWeightGradient, chunkDeltas, chunkGradient, evaluateBlock, gatherBlock, makeWorkspace, workspaceSize } from './backprop.js';
 import {
-  STATS_PER_CHUNK, SYNC_ABORT, SYNC_ARRIVED, SYNC_DECISION, SYNC_FLAGS, SYNC_NEXT_CHUNK, SYNC_RELEASED, SYNC_STEPS_DONE, SYNC_STOP, SYNC_NEXT_ROW, SYNC_NEXT_APPLY, SYNC_APPLIED,
+  STATS_PER_CHUNK, SYNC_ABORT, SYNC_ARRIVED, SYNC_DECISION, SYNC_FLAGS, SYNC_NEXT_CHUNK, SYNC_RELEASED, SYNC_STEPS_DONE, SYNC_STOP, SYNC_NEXT_ROW, SYNC_APPLIED,
   MAX_WORKERS, SharedBuffers, StepsResult, WorkerTask,
 } from './protocol.js';
 import { testHooks } from './testhooks.js';
@@ -231,11 +231,13 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
   const stride = layout.stride;
   const optBuffers = f.optimizer === null ? [] : Array.from({ length: optimizerBufferCount(f.optimizer) }, (_, i) => ctx.optState.subarray(i * stride, (i + 1) * stride));
   const out = { stepsDone: 0, passedFlags: 0, finite: true, stopped: false };
-  // Work is handed out by three shared counters: chunks (δ pass), row blocks (gradient sums) and
-  // row blocks again (optimizer). Every worker draws once past the end of each phase (that is how
-  // it learns the phase is over), so a phase takes its items plus `parties` claims, and a claim's
-  // item is its value minus the claims of earlier phases.
-  const claims = { chunks: 0, rows: 0, apply: 0 };
+  // Work is handed out by two shared counters: chunks (δ pass) and row blocks (gradient sums).
+  // Every worker draws once past the end of each phase (that is how it learns the phase is
+  // over), so a phase takes its items plus `parties` claims, and a claim's item is its value
+  // minus the claims of earlier phases. A worker updates the row blocks it summed last, whose
+  // gradient is still in its own cache.
+  const claims = { chunks: 0, rows: 0 };
+  const mine: number[] = [];
   const claim = (counter: number, base: number): number => Atomics.add(sync, counter, 1) - base;
   let generation = 0;
   for (let i = 0; i < f.count; i++) {
@@ -259,7 +261,9 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       if (!barrier(sync, parties, ++generation, timeout())) return out;
       if (begin === 0) testHooks?.afterDeltas(task.step + i, f.index);
       const last = end === chunks;
+      mine.length = 0;
       for (let b = claim(SYNC_NEXT_ROW, claims.rows); b < rows.length; b = claim(SYNC_NEXT_ROW, claims.rows)) {
+        mine.push(b);
         const { layer, begin: o0, end: o1 } = rows[b];
         for (let c = begin; c < end; c++) {
           const S = Math.min(CHUNK_SIZE, size - c * CHUNK_SIZE);
@@ -283,11 +287,10 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       ctx.stepStats[2 * i + 1] = chunkStat(stats, chunks, 1);
     }
     if (f.optimizer !== null) {
-      for (let b = claim(SYNC_NEXT_APPLY, claims.apply); b < rows.length; b = claim(SYNC_NEXT_APPLY, claims.apply)) {
+      for (const b of mine) {
         applyRowBlock(layout, rows[b], f.optimizer, f.t + i, optBuffers, ctx.params, ctx.gradSum, size);
         Atomics.store(sync, SYNC_APPLIED + b, i + 1); // for the coordinator, should the step be cut short
       }
-      claims.apply += rows.length + parties;
       out.stepsDone = i + 1;
     }
     if (i + 1 === f.count) break;

@@ -37,8 +37,8 @@ export interface SharedBuffers {
 /** Layout of the sync buffer (Int32; see engine.ts runParallelSteps):
  *  ARRIVED    barrier arrivals, counted over the whole run of steps;
  *  RELEASED   the last barrier generation released;
- *  NEXT_CHUNK, NEXT_ROW, NEXT_APPLY  the work counters of the δ pass, the gradient sums and the
- *             optimizer (claims, counted over the whole run);
+ *  NEXT_CHUNK, NEXT_ROW  the work counters of the δ pass and the gradient sums (claims,
+ *             counted over the whole run);
  *  ABORT      set by the coordinator when a worker failed: everyone leaves at once;
  *  STOP       set by the coordinator to stop the run after the current step (AbortSignal);
  *  DECISION   STOP as read by the last worker at a step's end, so that all decide alike;
@@ -49,12 +49,11 @@ export const SYNC_ARRIVED = 0;
 export const SYNC_RELEASED = 1;
 export const SYNC_NEXT_CHUNK = 2;
 export const SYNC_NEXT_ROW = 3;
-export const SYNC_NEXT_APPLY = 4;
-export const SYNC_ABORT = 5;
-export const SYNC_STOP = 6;
-export const SYNC_DECISION = 7;
-export const SYNC_STEPS_DONE = 8;
-export const SYNC_FLAGS = 9;
+export const SYNC_ABORT = 4;
+export const SYNC_STOP = 5;
+export const SYNC_DECISION = 6;
+export const SYNC_STEPS_DONE = 7;
+export const SYNC_FLAGS = 8;
 /** Most workers in a step (engine.ts ROUND_CHUNKS). */
 export const MAX_WORKERS = 32;
 export const SYNC_APPLIED = SYNC_FLAGS + MAX_WORKERS;
@@ -82,8 +81,8 @@ export interface WorkerTask {
   /** A run of parallel steps ('grad'): steps first .. first+count−1 of the epoch (step s is the
    *  minibatch at s·batchSize of `samples`). For each, the workers take chunks from a shared
    *  counter for the δ pass, then row blocks (engine.ts rowBlocks) for the gradient sums, and,
-   *  when `optimizer` is given and everything is finite, row blocks again to apply optimizer step
-   *  t + i to. */
+   *  when `optimizer` is given and everything is finite, each applies optimizer step t + i to the
+   *  row blocks it summed. */
   readonly fused?: {
     readonly workers: number;
     readonly index: number;

@@ -9,9 +9,10 @@
 //   BPTRAIN_TEST_STALL=S       the second worker of parallel global step S (0-based) stalls for
 //                             STALL_MS as it starts the step, longer than a barrier waits for it,
 //                             so the coordinator has to redo the step. With S@gradient it stalls
-//                             after the δ pass instead: the first worker sums every row block,
-//                             gives up at the gradient barrier, and the second then applies
-//                             every update alone; the coordinator finds the step applied.
+//                             after the δ pass instead: the first worker sums every row block
+//                             and gives up at the gradient barrier; the second, with no rows of
+//                             its own, finishes the step's barriers, and the coordinator applies
+//                             the updates the first one left.
 //   BPTRAIN_TEST_KILL_AFTER_CHECKPOINT=S
 //                             the main thread kills its own process with SIGKILL right after the
 //                             checkpoint written at global step S (a real kill -9 at a known point).

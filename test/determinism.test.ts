@@ -69,7 +69,7 @@ describe('bitwise-identical weights after 3 epochs for threads 1, 2, 3, 4, 8', (
   });
   // A stalled worker makes the others give up at a barrier; the coordinator then finishes the
   // step: from scratch (stalled before its δ pass), or, stalled before the gradient sums, the
-  // gradient is complete and the late worker updates every row alone.
+  // gradient is complete and the coordinator applies the updates of the worker that gave up.
   for (const stall of ['1', '1@gradient']) {
     it(`a worker stalled past the barrier timeout (BPTRAIN_TEST_STALL=${stall}): the coordinator finishes the step, same bits`, async () => {
       const reference = await train(1, optimizers[1][1]);
