@@ -224,7 +224,7 @@ export function abortStep(sync: Int32Array): void {
  * worker got, and the coordinator finishes the step with the same arithmetic (Trainer.runSteps).
  */
 export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
-  const f = task.fused!;
+  const f = task.steps!;
   const { layout, sync, stats, rows } = ctx;
   const parties = f.workers;
   const B = task.batchSize;

@@ -62,7 +62,7 @@ export const SYNC_APPLIED = SYNC_FLAGS + MAX_WORKERS;
 export const STATS_PER_CHUNK = 4;
 
 export interface WorkerTask {
-  /** 'grad': a run of parallel training steps (with `fused`); 'eval': loss and accuracy of chunks
+  /** 'grad': a run of parallel training steps (with `steps`); 'eval': loss and accuracy of chunks
    *  [chunkBegin, chunkEnd) of the batch at batchStart. */
   readonly kind: 'grad' | 'eval';
   /** Identifies the (network, buffers) context so the worker can reuse views and scratch memory. */
@@ -83,7 +83,7 @@ export interface WorkerTask {
    *  counter for the δ pass, then row blocks (engine.ts rowBlocks) for the gradient sums, and,
    *  when `optimizer` is given and everything is finite, each applies optimizer step t + i to the
    *  row blocks it summed. */
-  readonly fused?: {
+  readonly steps?: {
     readonly workers: number;
     readonly index: number;
     readonly first: number;

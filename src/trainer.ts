@@ -317,7 +317,7 @@ export class Trainer {
     const tasks = Array.from({ length: t }, (_, w): WorkerTask => ({
       kind: 'grad', contextId: run.contextId, spec: this.model.layout.spec, buffers: run.buffers,
       batchStart: 0, batchSize: run.batchSize, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: 0, step: globalStep,
-      fused: { workers: t, index: w, first, count, samples: run.samples, optimizer, t: state.step + 1, timeoutMs: BARRIER_TIMEOUT_MS },
+      steps: { workers: t, index: w, first, count, samples: run.samples, optimizer, t: state.step + 1, timeoutMs: BARRIER_TIMEOUT_MS },
     }));
     let delivered = 0;
     const deliver = (upTo: number): void => {
@@ -683,8 +683,9 @@ interface StepRun {
   readonly optState: OptimizerState;
 }
 
-/** How long a worker in a fused step waits for the others before leaving the rest to the
- *  coordinator (a dead worker must not hang the step). */
+/** How long, at least, a worker in a run of steps waits at a barrier for the others before leaving
+ *  the rest to the coordinator (plus twice the step's time so far; see engine.ts). A worker that
+ *  fails calls the run off at once; this only bounds a stall. */
 const BARRIER_TIMEOUT_MS = 1000;
 
 /** Chunk size of evaluation passes (no gradients, so no δ blocks; only stats). */

@@ -98,7 +98,7 @@ describe('numeric guard', () => {
     expect(readFileSync(out, 'utf8')).toBe('previous model\n');
     expect(readFileSync(ckpt, 'utf8')).toBe('previous checkpoint\n');
   });
-  it('on two threads too: the fused step applies nothing when a loss is not finite', async () => {
+  it('on two threads too: a parallel step applies nothing when a loss is not finite', async () => {
     const data = randomData(4, 256, 4, 1, 'mse');
     for (let j = 0; j < 4; j++) data.x[200 * 4 + j] = 1e200; // sample 200: in step 4 of 64-sample steps
     const model = createModel({ layers: [4, 8, 1], hidden: 'relu', output: 'linear', loss: 'mse', seed: 1 });

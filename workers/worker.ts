@@ -18,7 +18,7 @@ export default function run(task: WorkerTask): WorkerResult {
     if (contexts.size > MAX_CONTEXTS) contexts.delete(contexts.keys().next().value as string);
   }
   const t0 = performance.now();
-  if (task.fused !== undefined) return { ok: true, steps: runParallelSteps(ctx, task), busyMs: performance.now() - t0 };
+  if (task.steps !== undefined) return { ok: true, steps: runParallelSteps(ctx, task), busyMs: performance.now() - t0 };
   testHooks?.beforeTask(task);
   runChunks(ctx, task);
   return { ok: true, busyMs: performance.now() - t0 };
