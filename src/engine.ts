@@ -11,9 +11,9 @@
 // two phases joined by a barrier:
 //   1. δ pass, data-parallel: the threads take chunks from a shared counter; for each they run
 //      forward, the loss and δ(k) for every layer, into that chunk's block of shared memory.
-//   2. gradient sums, parameter-parallel: each thread owns a fixed share of the weight rows and
-//      adds up, for its rows only, δ(k) n(k-1)ᵀ over every chunk in chunk order, straight into the
-//      summed gradient; then it applies the optimizer to those rows.
+//   2. gradient sums, parameter-parallel: the threads take blocks of weight rows from a second
+//      counter and add up, for those rows only, δ(k) n(k-1)ᵀ over every chunk in chunk order,
+//      straight into the summed gradient; then each applies the optimizer to the rows it summed.
 // Nobody writes what another thread writes, so there are no locks and no per-thread gradient
 // copies to add up afterwards: only the per-chunk activations and δ cross between threads, which
 // for MNIST are about a third of the bytes of a full gradient per chunk. A worker task runs many

@@ -1,11 +1,12 @@
 // The coordinator: runs minibatch SGD/Adam over a dataset, data-parallel across a piscina pool.
 //
-// Per step: the minibatch is cut into chunks of 32 samples (engine.ts). One task per thread runs
-// the whole step in one round trip: the threads take chunks from a shared counter and compute
-// their error terms δ, meet at a barrier, then each sums the gradient of its own share of the
-// weight rows over all chunks in chunk order and applies the optimizer to those rows. The
-// coordinator only posts the tasks and finishes whatever a stalled thread left undone. Nothing but
-// SharedArrayBuffer handles and indices crosses the thread boundary.
+// Per step: the minibatch is cut into chunks of 32 samples (engine.ts). The threads take chunks
+// from a shared counter and compute their error terms δ, meet at a barrier, then take blocks of
+// weight rows and sum their gradient over all chunks in chunk order, and apply the optimizer to
+// the rows they summed. One task per thread runs a whole run of steps (an epoch, or up to the next
+// checkpoint) in one round trip; the coordinator posts the tasks, reports progress, and finishes
+// whatever a stalled thread left undone. Nothing but SharedArrayBuffer handles and indices
+// crosses the thread boundary.
 //
 // With one thread (small networks under threads: 'auto', or threads: 1) the same chunk loop runs
 // on the calling thread, yielding to the event loop between steps, and gives the same bits.
