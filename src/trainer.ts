@@ -34,7 +34,9 @@ import { mainHooks } from './testhooks.js';
 
 export interface TrainerOptions {
   /** Worker threads: a number ≥ 1, or 'auto' (one thread for networks too small to gain from more,
-   *  else up to the available cores). @default 'auto' */
+   *  else up to the available cores). A step uses at most one thread per 32 samples of the batch.
+   *  More threads than cores only slow training down: the threads meet at barriers three times a
+   *  step, and each waits for the slowest. @default 'auto' */
   threads?: number | 'auto';
   /** Heap limit of each worker thread in MiB: a worker that runs out is ended and fit rejects,
    *  instead of the whole process running out of memory. @default Node's default */
