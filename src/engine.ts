@@ -187,6 +187,7 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
  * timeout, or when the coordinator has called the run off (a worker failed).
  */
 function barrier(sync: Int32Array, parties: number, generation: number, timeoutMs: number, last?: () => void): boolean {
+  if (Atomics.load(sync, SYNC_ABORT) !== 0) return false;
   if (Atomics.add(sync, SYNC_ARRIVED, 1) + 1 === parties * generation) {
     last?.();
     Atomics.store(sync, SYNC_RELEASED, generation);
@@ -196,17 +197,20 @@ function barrier(sync: Int32Array, parties: number, generation: number, timeoutM
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const seen = Atomics.load(sync, SYNC_RELEASED);
-    if (seen >= generation) return true;
     if (Atomics.load(sync, SYNC_ABORT) !== 0) return false;
+    if (seen >= generation) return true;
     const left = deadline - performance.now();
     if (left <= 0) return false;
     Atomics.wait(sync, SYNC_RELEASED, seen, left);
   }
 }
 
-/** Calls a run of steps off: its workers leave their barriers at once (see barrier). */
+/** Calls a run of steps off: its workers leave their barriers at once (see barrier). RELEASED is
+ *  changed too, so that a worker between its ABORT check and its wait does not sleep through it:
+ *  the wait sees a value other than the one it read, returns, and the loop sees ABORT. */
 export function abortStep(sync: Int32Array): void {
   Atomics.store(sync, SYNC_ABORT, 1);
+  Atomics.store(sync, SYNC_RELEASED, -1);
   Atomics.notify(sync, SYNC_RELEASED);
 }
 
@@ -234,8 +238,11 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
   // Work is handed out by two shared counters: chunks (δ pass) and row blocks (gradient sums).
   // Every worker draws once past the end of each phase (that is how it learns the phase is
   // over), so a phase takes its items plus `parties` claims, and a claim's item is its value
-  // minus the claims of earlier phases. A worker updates the row blocks it summed last, whose
-  // gradient is still in its own cache.
+  // minus the claims of earlier phases of the step (the last to reach a step's end resets the
+  // counters, so they never grow past one step). This holds because every claiming phase ends
+  // at a barrier: a worker that gives up at a barrier never claims again, and the others cannot
+  // get past the next barrier without it, so no claim is ever read against a wrong count.
+  // A worker updates the row blocks it summed last, whose gradient is still in its own cache.
   const claims = { chunks: 0, rows: 0 };
   const mine: number[] = [];
   const claim = (counter: number, base: number): number => Atomics.add(sync, counter, 1) - base;
@@ -296,10 +303,14 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
     if (i + 1 === f.count) break;
     const decide = (): void => {
       Atomics.store(sync, SYNC_DECISION, Atomics.load(sync, SYNC_STOP));
+      Atomics.store(sync, SYNC_NEXT_CHUNK, 0);
+      Atomics.store(sync, SYNC_NEXT_ROW, 0);
       Atomics.store(sync, SYNC_STEPS_DONE, i + 1);
       Atomics.notify(sync, SYNC_STEPS_DONE);
     };
     if (!barrier(sync, parties, ++generation, timeout(), decide)) return out;
+    claims.chunks = 0;
+    claims.rows = 0;
     if (Atomics.load(sync, SYNC_DECISION) !== 0) {
       out.stopped = true;
       return out;

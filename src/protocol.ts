@@ -36,7 +36,7 @@ export interface SharedBuffers {
 
 /** Layout of the sync buffer (Int32; see engine.ts runParallelSteps):
  *  ARRIVED    barrier arrivals, counted over the whole run of steps;
- *  RELEASED   the last barrier generation released;
+ *  RELEASED   the last barrier generation released (−1 once the run is called off);
  *  NEXT_CHUNK, NEXT_ROW  the work counters of the δ pass and the gradient sums (claims,
  *             counted over the whole run);
  *  ABORT      set by the coordinator when a worker failed: everyone leaves at once;

@@ -79,7 +79,8 @@ export interface FitOptions {
   onEpoch?: (stats: EpochStats) => void | Promise<void>;
   /** Called after every step, in order (keep it cheap). On the pool the workers run many steps
    *  per round trip and report each as it completes, so when onStep runs, the model's weights may
-   *  already include the next steps. */
+   *  already include later steps, even part of one. If it throws, training stops after the step
+   *  in progress and fit rejects with that error. */
   onStep?: (progress: StepProgress) => void;
   /** Write a checkpoint to this file after every epoch, every `checkpointEvery` steps, and when
    *  the fit is aborted (see checkpoint.ts). Written atomically. */
@@ -216,8 +217,10 @@ export class Trainer {
     }
   }
 
-  /** Ends every worker thread. The trainer cannot be used afterwards. */
+  /** Ends every worker thread. The trainer cannot be used afterwards. Refused while a fit or an
+   *  evaluate runs (stop a fit with its `signal` first). */
   async close(): Promise<void> {
+    if (this.busy) throw new Error('close() while fit or evaluate is running: abort the fit (its signal) and wait for it to settle first');
     this.closed = true;
     this.scratch.clear();
     await this.destroyPool();
@@ -324,7 +327,10 @@ export class Trainer {
     }));
     let delivered = 0;
     const deliver = (upTo: number): void => {
-      for (; delivered < upTo; delivered++) stepDone(ctx.stepStats[2 * delivered], ctx.stepStats[2 * delivered + 1]);
+      while (delivered < upTo) {
+        const i = delivered++;
+        stepDone(ctx.stepStats[2 * i], ctx.stepStats[2 * i + 1]);
+      }
     };
     const stop = (): void => void Atomics.store(sync, SYNC_STOP, 1);
     opts.signal?.addEventListener('abort', stop);
@@ -565,14 +571,22 @@ export class Trainer {
       }
       const stepBegin = resumedMidEpoch ? firstStep : 0;
       let step = stepBegin;
+      // An error thrown by onStep stops the run after the step in progress (the workers are left
+      // in a clean state), and fit rejects with it.
+      let callbackError: { error: unknown } | null = null;
       const stepDone = (loss: number, right: number): void => {
         lossSum += loss;
         correct += right;
         globalStep++;
         step++;
-        if (opts.onStep !== undefined) {
+        if (opts.onStep !== undefined && callbackError === null) {
           const done = Math.min(step * B, N);
-          opts.onStep({ epoch, epochs: opts.epochs, step, steps, loss: lossSum / done, samplesPerSec: (done - stepBegin * B) / ((performance.now() - t0) / 1000) });
+          try {
+            opts.onStep({ epoch, epochs: opts.epochs, step, steps, loss: lossSum / done, samplesPerSec: (done - stepBegin * B) / ((performance.now() - t0) / 1000) });
+          } catch (error) {
+            callbackError = { error };
+            Atomics.store(ctx.sync, SYNC_STOP, 1);
+          }
         }
       };
       while (step < steps) {
@@ -599,6 +613,8 @@ export class Trainer {
           await this.destroyPool();
           throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${(err as Error)?.message ?? String(err)}`, epoch, step + 1, { cause: err });
         }
+        const failed = callbackError as { error: unknown } | null; // set inside stepDone
+        if (failed !== null) throw failed.error;
         if (bad !== null) {
           const start = step * B;
           const where = locateNonFinite(model, data, order, start, Math.min(B, N - start));

@@ -105,6 +105,31 @@ describe('abort, events and history', () => {
     expect(one.steps).toBe(pool.steps);
     expect(sameBits(pool.params, one.params)).toBe(true);
   });
+  it('an error thrown by onStep rejects fit with that error, at 1 and 2 threads, and the trainer still works', async () => {
+    for (const threads of [1, 2]) {
+      const model = createModel({ layers: [8, 32, 4], seed: 2 });
+      const trainer = new Trainer(model, { threads });
+      const boom = new Error('boom from onStep');
+      let calls = 0;
+      const err = await trainer
+        .fit(randomData(3, 400, 8, 4, 'cross-entropy'), { epochs: 20, batchSize: 64, onStep: () => { if (++calls === 5) throw boom; } })
+        .catch((e: unknown) => e);
+      expect(err).toBe(boom);
+      expect(calls).toBe(5); // not called again after it threw
+      const h = await trainer.fit(randomData(3, 400, 8, 4, 'cross-entropy'), { epochs: 1, batchSize: 64 });
+      expect(h.epochs).toHaveLength(1);
+      await trainer.close();
+    }
+  });
+  it('close() while a fit runs is refused, and works once the fit has settled', async () => {
+    const trainer = new Trainer(createModel({ layers: [8, 32, 4], seed: 2 }), { threads: 2 });
+    const controller = new AbortController();
+    const fit = trainer.fit(randomData(3, 400, 8, 4, 'cross-entropy'), { epochs: 1000, batchSize: 64, signal: controller.signal });
+    await expect(trainer.close()).rejects.toThrow(/close\(\) while fit or evaluate is running/);
+    controller.abort();
+    await expect(fit).rejects.toMatchObject({ name: 'AbortError' });
+    await trainer.close();
+  });
   it('reports every epoch with loss, accuracy, validation metrics and samples/s', async () => {
     const model = createModel({ layers: [6, 10, 3], seed: 4 });
     await using trainer = new Trainer(model, { threads: 2 });
