@@ -82,7 +82,7 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
   const t = r.config.timing;
   const out: string[] = [];
   out.push(`${h} Run of ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC`, '');
-  out.push(`- Command: \`${r.command}\` (${r.durationSec.toFixed(0)} s)`);
+  out.push(`- Command: \`${r.command}\` (${r.durationSec.toFixed(0)} s)${r.commit !== undefined ? `, at commit ${r.commit}` : ''}`);
   out.push(`- Machine: ${m.cpuModel}, ${m.cores} logical cores (os.availableParallelism() = ${m.availableParallelism}), ${m.totalMemGiB.toFixed(0)} GiB; ${m.platform} ${m.arch}; Node ${m.node}, V8 ${m.v8}; tinybench ${m.tinybench ?? '?'}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(', ')}`);
   out.push(`- Method: tinybench \`Bench\`es (one per workload or comparison), warm-up on (≥ ${t.warmupIterations} call, ≥ ${t.warmupTime} ms), then ≥ ${t.iterations} timed calls and ≥ ${t.time} ms per task. samples/s = samples per task ÷ median task time (robust to a shared machine's bursts; the scaling suite runs in three rounds with the task order rotated and takes the median of the rounds' medians, so a burst falls on every thread count alike); ± = tinybench's rme (95% confidence half-width of the mean); range = slowest–fastest call. Seed ${r.config.seed} everywhere; SGD, lr ${r.config.lr}, no shuffling.`);
   if (r.quick) out.push('', '> **Quick run**: tiny sizes and one timed call per task. These numbers show that the suites run, not how fast anything is.');

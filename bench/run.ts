@@ -5,6 +5,7 @@
 // SVG plot to bench/results/ (or --out DIR). `runBenchmarks` is exported so that the CLI can
 // offer `bptrain bench` as a thin wrapper; it never calls process.exit.
 
+import { execFileSync } from 'node:child_process';
 import { realpathSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,6 +60,7 @@ export async function runBenchmarks(argv: string[]): Promise<number> {
     finishedAt: new Date().toISOString(),
     durationSec: (performance.now() - t0) / 1000,
     command: cfg.command,
+    ...commitOf(repoRoot()),
     quick: cfg.quick,
     machine,
     config: {
@@ -118,4 +120,14 @@ if (invokedDirectly()) {
       process.exitCode = 1;
     },
   );
+}
+
+/** The commit the benchmark ran on, so that a results file says which code it measured. */
+function commitOf(dir: string): { commit?: string } {
+  try {
+    const commit = execFileSync('git', ['describe', '--always', '--dirty'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return commit === '' ? {} : { commit };
+  } catch {
+    return {}; // not a git checkout, or no git
+  }
 }
