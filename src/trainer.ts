@@ -21,7 +21,7 @@ import {
   runChunks,
 } from './engine.js';
 import { STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
-import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep, optimizerStepRange } from './optim.js';
+import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep } from './optim.js';
 import { Rng } from './rng.js';
 import { NumericError, OptionError, WorkerError, describe } from './errors.js';
 import { sharedFloat64 } from './layout.js';
