@@ -3,6 +3,7 @@
 // Nothing here reads process.argv or calls process.exit.
 
 import { createWriteStream, promises as fsp } from 'node:fs';
+import os from 'node:os';
 import { once } from 'node:events';
 import {
   Model, computeNormalization, createModel, loadModel, saveModel,
@@ -116,6 +117,9 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   // A resumed run appends to the metrics of the run it continues.
   if (a.metrics !== undefined && a.resume === undefined) await fsp.writeFile(a.metrics, '');
   const trainer = new Trainer(model, { threads: a.threads });
+  const used = trainer.threadsFor(Math.min(a.batch, train.size));
+  if (!a.quiet && used > os.availableParallelism())
+    io.stderr.write(`warning: --threads ${a.threads} is more than this machine's ${os.availableParallelism()} cores; the threads meet at barriers three times a step, so training will be slower than with ${os.availableParallelism()}\n`);
   const fit: FitOptions = {
     epochs: a.epochs, batchSize: a.batch, optimizer: a.optimizer, lr: a.lr, seed: a.seed, shuffle: a.shuffle,
     validation, patience: a.patience, signal: io.signal,

@@ -2,7 +2,7 @@
 // and output files that a failed run leaves untouched.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -80,6 +80,16 @@ describe('inputs that must work', () => {
       expect(JSON.parse(r.stdout).epochs).toBe(2);
     });
   }
+  // The 800 tutorial samples give at most 25 chunks, so the threads used can exceed the cores only below that.
+  it.skipIf(availableParallelism() >= 24)('more --threads than cores: a warning on stderr that names both, and training goes on', () => {
+    const threads = availableParallelism() + 1;
+    const r = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '8', '--epochs', '1', '--batch', String(32 * threads), '--threads', String(threads)]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`warning: --threads ${threads} is more than this machine's ${availableParallelism()} cores`);
+    const quiet = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '8', '--epochs', '1', '--batch', String(32 * threads), '--threads', String(availableParallelism()), '--quiet']);
+    expect(quiet.code).toBe(0);
+    expect(quiet.stderr).toBe('');
+  });
   it('reads stdin with --data -', () => {
     const r = bptrain(['train', '--data', '-', '--hidden-layers', '3', '--epochs', '1', '--json'], readFileSync(path.join(root, 'data/tutorial-test.ndjson')));
     expect(r.code).toBe(0);
