@@ -11,7 +11,7 @@
 import { Rng, Trainer, createModel, paramViews, toShared } from '../src/index.js';
 import { backwardBlock, forwardBlock, gatherBlock, makeWorkspace, sampleGradientNaive } from '../src/backprop.js';
 import { denseBackward, denseBackwardNaive, denseForward, denseForwardNaive } from '../src/kernels.js';
-import { chunkCount, chunkSizeFor } from '../src/engine.js';
+import { CHUNK_SIZE, chunkCount } from '../src/engine.js';
 import { LR, SEED, type BenchConfig } from './config.js';
 import { measure, type Stats, type TaskSpec } from './measure.js';
 import type { KernelRow, KernelsResult, OverheadRow } from './results.js';
@@ -113,7 +113,7 @@ async function coordinatorOverhead(cfg: BenchConfig, log: (line: string) => void
   const batchSize = 128;
   const steps = cfg.sizes.overheadSteps;
   const data = toShared(randomBinary(SEED, batchSize * steps, w.layers[0]));
-  const chunks = chunkCount(batchSize, chunkSizeFor(batchSize));
+  const chunks = chunkCount(batchSize, CHUNK_SIZE);
   log(`kernels: coordinator overhead, ${netLabel(w.layers)}, batch ${batchSize} (${chunks} chunks), ${steps} steps/task, threads ${cfg.threads.join(',')}`);
   const trainers = cfg.threads.map((threads) => new Trainer(createModel(modelOptions(w)), { threads }));
   try {

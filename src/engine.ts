@@ -40,11 +40,6 @@ export const CHUNK_SIZE = 32;
  *  whatever the batch size. Also the most threads one step can use. */
 export const ROUND_CHUNKS = MAX_WORKERS;
 
-/** Chunk size for a minibatch size: CHUNK_SIZE, never a function of the thread count. */
-export function chunkSizeFor(_batchSize: number): number {
-  return CHUNK_SIZE;
-}
-
 export function chunkCount(samples: number, chunkSize: number): number {
   return Math.ceil(samples / chunkSize);
 }
@@ -343,21 +338,20 @@ export function datasetGradient(
   layout: Layout, params: Float64Array, X: Float64Array, Y: Float64Array, n: number,
 ): { loss: number; grad: Float64Array } {
   const sab = (len: number): SharedArrayBuffer => new SharedArrayBuffer(Math.max(8, len * 8));
-  const chunkSize = chunkSizeFor(n);
+  const chunks = chunkCount(n, CHUNK_SIZE);
   const order = new Int32Array(sab(n));
   for (let i = 0; i < n; i++) order[i] = i;
   const buffers: SharedBuffers = {
     params: sab(layout.stride), gradSum: sab(layout.stride), blocks: sab(1), blockRows: sab(1), optState: sab(1), sync: sab(1), stepStats: sab(1),
-    stats: sab(STATS_PER_CHUNK * chunkCount(n, chunkSize)),
+    stats: sab(STATS_PER_CHUNK * chunks),
     x: sab(X.length), y: sab(Y.length), order: order.buffer as SharedArrayBuffer,
   };
   const ctx = makeContext(layout.spec, buffers, layout);
   new Float64Array(buffers.params).set(params.subarray(0, layout.stride));
   ctx.X.set(X);
   ctx.Y.set(Y);
-  runChunks(ctx, { kind: 'grad', batchStart: 0, batchSize: n, chunkSize, chunkBegin: 0, chunkEnd: chunkCount(n, chunkSize) }, ctx.sum);
-  let loss = 0;
-  for (let c = 0; c < chunkCount(n, chunkSize); c++) loss += ctx.stats[c * STATS_PER_CHUNK];
+  runChunks(ctx, { kind: 'grad', batchStart: 0, batchSize: n, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: chunks }, ctx.sum);
+  const loss = chunkStat(ctx.stats, chunks, 0);
   const grad = Float64Array.from(ctx.gradSum, (g) => g / n);
   return { loss: loss / n, grad };
 }

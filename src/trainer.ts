@@ -17,7 +17,7 @@ import { Piscina } from 'piscina';
 import { Model, computeGradient, normalizeInPlace } from './model.js';
 import { Dataset, checkDatasetFits, toShared } from './dataset.js';
 import {
-  CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, applyRowBlock, blockMemory, chunkCount, chunkSizeFor, chunkStat, makeContext, rowBlocks,
+  CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, applyRowBlock, blockMemory, chunkCount, chunkStat, makeContext, rowBlocks,
   runChunks,
 } from './engine.js';
 import { STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
@@ -232,7 +232,7 @@ export class Trainer {
 
   /** Threads a fit with this batch size would use. */
   threadsFor(batchSize: number): number {
-    const chunks = chunkCount(batchSize, chunkSizeFor(batchSize));
+    const chunks = chunkCount(batchSize, CHUNK_SIZE);
     if (this.threadsOption !== 'auto') return Math.min(this.threadsOption, Math.max(chunks, 1), ROUND_CHUNKS);
     // A step on the pool costs tens of microseconds of barriers (about 60 µs at two threads, by
     // the kernels bench suite's coordinator overhead); a step must carry a few hundred
@@ -486,8 +486,7 @@ export class Trainer {
 
     const train = this.shareData(data);
     const validation = opts.validation !== undefined ? this.shareData(opts.validation) : undefined;
-    const chunkSize = chunkSizeFor(B);
-    const maxChunks = chunkCount(B, chunkSize);
+    const maxChunks = chunkCount(B, CHUNK_SIZE);
     const threads = this.threadsFor(B);
     const order = identityOrder(N);
     const blockMem = blockMemory(layout, threads > 1 ? Math.min(maxChunks, ROUND_CHUNKS) : 0);

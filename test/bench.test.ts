@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { chunkCount, chunkSizeFor } from '../src/engine.js';
+import { CHUNK_SIZE, chunkCount } from '../src/engine.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const RUN = path.join(root, 'dist', 'bench', 'run.js');
@@ -59,7 +59,7 @@ describe('npm run bench -- --quick', () => {
     const kernels = res.suites.kernels;
     expect(kernels.rows.length).toBe(6);
     for (const row of kernels.rows) positive(row.stats);
-    expect(kernels.overhead.chunks).toBe(chunkCount(128, chunkSizeFor(128)));
+    expect(kernels.overhead.chunks).toBe(chunkCount(128, CHUNK_SIZE));
     expect(kernels.overhead.rows.map((x: { threads: number }) => x.threads)).toEqual([1, 2]);
 
     const peers = res.suites.peers;
