@@ -44,11 +44,20 @@ export function chunkCount(samples: number, chunkSize: number): number {
   return Math.ceil(samples / chunkSize);
 }
 
-/** Rows [begin, end) of layer `layer` (1-based). */
+/** Minibatch `step` of an epoch of `samples` samples: its offset in the sample order and its
+ *  size (the last one may be partial). Workers and coordinator must agree on it exactly. */
+export function stepBatch(batchSize: number, samples: number, step: number): { start: number; size: number } {
+  const start = step * batchSize;
+  return { start, size: Math.min(batchSize, samples - start) };
+}
+
+/** Rows [begin, end) of layer `layer` (1-based), and the parameter ranges [p0, p1) they own in
+ *  the flat layout: their W(k) rows, then their b(k) entries. */
 export interface RowRange {
   readonly layer: number;
   readonly begin: number;
   readonly end: number;
+  readonly ranges: readonly (readonly [number, number])[];
 }
 
 /** Rows per row block: the unit of work of the gradient-sum and optimizer phases (4 for the
@@ -62,24 +71,23 @@ const ROWS_PER_BLOCK = 4;
 export function rowBlocks(layout: Layout): RowRange[] {
   const sizes = layout.spec.sizes;
   const blocks: RowRange[] = [];
-  for (let k = 1; k < sizes.length; k++)
-    for (let o = 0; o < sizes[k]; o += ROWS_PER_BLOCK) blocks.push({ layer: k, begin: o, end: Math.min(sizes[k], o + ROWS_PER_BLOCK) });
+  for (let k = 1; k < sizes.length; k++) {
+    const nIn = sizes[k - 1];
+    const w0 = layout.wOffset[k - 1];
+    const b0 = layout.bOffset[k - 1];
+    for (let o = 0; o < sizes[k]; o += ROWS_PER_BLOCK) {
+      const end = Math.min(sizes[k], o + ROWS_PER_BLOCK);
+      blocks.push({ layer: k, begin: o, end, ranges: [[w0 + o * nIn, w0 + end * nIn], [b0 + o, b0 + end]] });
+    }
+  }
   return blocks.sort((a, b) => sizes[b.layer - 1] - sizes[a.layer - 1] || a.layer - b.layer || a.begin - b.begin);
-}
-
-/** The parameter ranges [p0, p1) of a row block: its W(k) rows and its b(k) entries. */
-export function blockRanges(layout: Layout, r: RowRange): [[number, number], [number, number]] {
-  const nIn = layout.spec.sizes[r.layer - 1];
-  const w0 = layout.wOffset[r.layer - 1];
-  const b0 = layout.bOffset[r.layer - 1];
-  return [[w0 + r.begin * nIn, w0 + r.end * nIn], [b0 + r.begin, b0 + r.end]];
 }
 
 /** Optimizer step t on the parameters of one row block. */
 export function applyRowBlock(
-  layout: Layout, r: RowRange, opt: OptimizerOptions, t: number, buffers: Float64Array[], params: Float64Array, gradSum: Float64Array, batch: number,
+  r: RowRange, opt: OptimizerOptions, t: number, buffers: Float64Array[], params: Float64Array, gradSum: Float64Array, batch: number,
 ): void {
-  for (const [p0, p1] of blockRanges(layout, r)) optimizerStepRange(opt, t, buffers, params, gradSum, batch, p0, p1);
+  for (const [p0, p1] of r.ranges) optimizerStepRange(opt, t, buffers, params, gradSum, batch, p0, p1);
 }
 
 /** Views over a set of shared buffers, plus this thread's scratch memory. */
@@ -244,8 +252,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
   let generation = 0;
   for (let i = 0; i < f.count; i++) {
     testHooks?.beforeStep(task.step + i, f.index);
-    const start = (f.first + i) * B;
-    const size = Math.min(B, f.samples - start);
+    const { start, size } = stepBatch(B, f.samples, f.first + i);
     const chunks = chunkCount(size, CHUNK_SIZE);
     const t0 = performance.now();
     // A stall must be long against the step's own work before it counts as a dead worker.
@@ -271,7 +278,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
           const S = Math.min(CHUNK_SIZE, size - c * CHUNK_SIZE);
           blockWeightGradient(layout, ctx.sum, block(ctx, c - begin), S, layer, o0, o1, c > 0);
         }
-        if (last) for (const [p0, p1] of blockRanges(layout, rows[b])) finite &&= allFinite(ctx.gradSum, p0, p1);
+        if (last) for (const [p0, p1] of rows[b].ranges) finite &&= allFinite(ctx.gradSum, p0, p1);
       }
       claims.rows += rows.length + parties;
       if (last) Atomics.store(sync, SYNC_FLAGS + f.index, finite && Number.isFinite(chunkStat(stats, chunks, 0)) ? 1 : 2);
@@ -290,7 +297,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
     }
     if (f.optimizer !== null) {
       for (const b of mine) {
-        applyRowBlock(layout, rows[b], f.optimizer, f.t + i, optBuffers, ctx.params, ctx.gradSum, size);
+        applyRowBlock(rows[b], f.optimizer, f.t + i, optBuffers, ctx.params, ctx.gradSum, size);
         Atomics.store(sync, SYNC_APPLIED + b, i + 1); // for the coordinator, should the step be cut short
       }
       out.stepsDone = i + 1;

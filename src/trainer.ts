@@ -17,7 +17,7 @@ import { Piscina } from 'piscina';
 import { Model, computeGradient, normalizeInPlace } from './model.js';
 import { Dataset, checkDatasetFits, toShared } from './dataset.js';
 import {
-  CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, applyRowBlock, blockMemory, chunkCount, chunkStat, makeContext, rowBlocks,
+  CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, applyRowBlock, blockMemory, chunkCount, chunkStat, makeContext, rowBlocks, stepBatch,
   runChunks,
 } from './engine.js';
 import { STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
@@ -353,10 +353,9 @@ export class Trainer {
       }
       results = await all;
     } catch (err) {
-      // Steps the workers finished before the failure count (their weights are in place).
-      const done = Atomics.load(sync, SYNC_STEPS_DONE);
-      deliver(done);
-      state.step += optimizer === null ? 0 : done;
+      // Steps the workers finished before the failure count (their weights are in place), so
+      // that the error names the step that failed. The fit rejects: the optimizer state is done with.
+      deliver(Atomics.load(sync, SYNC_STEPS_DONE));
       throw err;
     } finally {
       opts.signal?.removeEventListener('abort', stop);
@@ -371,7 +370,7 @@ export class Trainer {
     // Otherwise the step is redone here from scratch; nothing of it was applied then.
     const passed = steps.find((r) => r.passedFlags > k);
     if (passed === undefined) return this.stepHere(run, first + k, stepDone);
-    const size = Math.min(run.batchSize, run.samples - (first + k) * run.batchSize);
+    const { size } = stepBatch(run.batchSize, run.samples, first + k);
     const chunks = chunkCount(size, CHUNK_SIZE);
     const loss = chunkStat(ctx.stats, chunks, 0);
     if (!passed.finite) return Number.isFinite(loss) ? 'gradient' : 'loss';
@@ -379,7 +378,7 @@ export class Trainer {
     else {
       state.step++;
       ctx.rows.forEach((r, b) => {
-        if (Atomics.load(sync, SYNC_APPLIED + b) !== k + 1) applyRowBlock(this.model.layout, r, optimizer, state.step, state.buffers, ctx.params, ctx.gradSum, size);
+        if (Atomics.load(sync, SYNC_APPLIED + b) !== k + 1) applyRowBlock(r, optimizer, state.step, state.buffers, ctx.params, ctx.gradSum, size);
       });
     }
     stepDone(loss, chunkStat(ctx.stats, chunks, 1));
@@ -389,8 +388,7 @@ export class Trainer {
   /** Step `step` of the epoch entirely on this thread: same chunks, same order, same bits. */
   private stepHere(run: StepRun, step: number, stepDone: (loss: number, correct: number) => void): 'loss' | 'gradient' | null {
     const { ctx } = run;
-    const start = step * run.batchSize;
-    const size = Math.min(run.batchSize, run.samples - start);
+    const { start, size } = stepBatch(run.batchSize, run.samples, step);
     const chunks = chunkCount(size, CHUNK_SIZE);
     ctx.gradSum.fill(0);
     runChunks(ctx, { kind: 'grad', batchStart: start, batchSize: size, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: chunks }, ctx.sum);
@@ -615,8 +613,8 @@ export class Trainer {
         const failed = callbackError as { error: unknown } | null; // set inside stepDone
         if (failed !== null) throw failed.error;
         if (bad !== null) {
-          const start = step * B;
-          const where = locateNonFinite(model, data, order, start, Math.min(B, N - start));
+          const { start, size } = stepBatch(B, N, step);
+          const where = locateNonFinite(model, data, order, start, size);
           throw new NumericError(`non-finite ${bad} in epoch ${epoch}, step ${step + 1}${where}; training stopped and the weights are those from before this step (try a lower learning rate, --normalize standard, or --clip-norm)`, epoch, step + 1);
         }
         if (opts.checkpointEvery !== undefined && globalStep % opts.checkpointEvery === 0 && step < steps) await writeCheckpoint(epoch, step);
