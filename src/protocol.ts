@@ -39,12 +39,17 @@ export interface SharedBuffers {
  *  RELEASED   the last barrier generation released (−1 once the run is called off);
  *  NEXT_CHUNK, NEXT_ROW  the work counters of the δ pass and the gradient sums (claims,
  *             counted over the whole run);
+ *  NEXT_AHEAD the work counter of summing ahead (row blocks; reset at each δ-pass barrier);
+ *  CHUNKS_DONE chunks of the round whose δ pass is complete (reset with NEXT_AHEAD);
  *  ABORT      set by the coordinator when a worker failed: everyone leaves at once;
  *  STOP       set by the coordinator to stop the run after the current step (AbortSignal);
  *  DECISION   STOP as read by the last worker at a step's end, so that all decide alike;
  *  STEPS_DONE steps of the run complete, for live progress;
- *  FLAGS…     one finite flag per worker (ROUND_CHUNKS of them);
- *  APPLIED…   per row block, the last step of the run (1-based) whose update it received. */
+ *  FLAGS…     one finite flag per worker (MAX_WORKERS of them);
+ *  READY…     per chunk of a round (MAX_WORKERS of them), the generation of the barrier that
+ *             ends the δ pass it was done for: its δ block is complete;
+ *  APPLIED…   per row block, the last step of the run (1-based) whose update it received;
+ *  AHEAD…     per row block, the chunks of the round already summed into it ahead of its turn. */
 export const SYNC_ARRIVED = 0;
 export const SYNC_RELEASED = 1;
 export const SYNC_NEXT_CHUNK = 2;
@@ -53,10 +58,21 @@ export const SYNC_ABORT = 4;
 export const SYNC_STOP = 5;
 export const SYNC_DECISION = 6;
 export const SYNC_STEPS_DONE = 7;
-export const SYNC_FLAGS = 8;
-/** Most workers in a step (engine.ts ROUND_CHUNKS). */
+export const SYNC_NEXT_AHEAD = 8;
+export const SYNC_CHUNKS_DONE = 9;
+export const SYNC_FLAGS = 10;
+/** Most workers in a step, and chunks in a round (engine.ts ROUND_CHUNKS). */
 export const MAX_WORKERS = 32;
-export const SYNC_APPLIED = SYNC_FLAGS + MAX_WORKERS;
+export const SYNC_READY = SYNC_FLAGS + MAX_WORKERS;
+export const SYNC_APPLIED = SYNC_READY + MAX_WORKERS;
+/** Int32s of the sync buffer for a network of `rowBlocks` row blocks. */
+export function syncLength(rowBlocks: number): number {
+  return SYNC_APPLIED + 2 * rowBlocks;
+}
+/** Index of row block b's AHEAD entry. */
+export function syncAhead(rowBlocks: number, b: number): number {
+  return SYNC_APPLIED + rowBlocks + b;
+}
 
 /** stats[c*STATS_PER_CHUNK + 0] = chunk c's loss sum, +1 = its correct count (the rest is padding). */
 export const STATS_PER_CHUNK = 4;

@@ -2,8 +2,9 @@
 // suite sets. With none set, `testHooks` is null and costs one null check per task.
 //
 //   BPTRAIN_TEST_DELAY_MS=N   each task, and each worker at each parallel step, sleeps a
-//                             pseudo-random 0..N ms first, so workers finish out of order
-//                             (determinism tests).
+//                             pseudo-random 0..N ms first, and after one chunk in four of a δ
+//                             pass, so workers finish out of order and sum ahead of the barrier
+//                             over varying numbers of chunks (determinism tests).
 //   BPTRAIN_TEST_FAULT=K@S    the first worker of parallel global step S (0-based) fails as it
 //                             starts the step: K = throw | exit | oom.
 //   BPTRAIN_TEST_STALL=S       the second worker of parallel global step S (0-based) stalls for
@@ -24,6 +25,8 @@ interface Hooks {
   beforeTask(task: WorkerTask): void;
   /** Before worker `index` of a parallel run starts global step `step`. */
   beforeStep(step: number, index: number): void;
+  /** After the δ pass of chunk `chunk` of that step (before it is marked ready). */
+  afterChunk(step: number, index: number, chunk: number): void;
   /** After its δ pass of that step. */
   afterDeltas(step: number, index: number): void;
 }
@@ -69,6 +72,9 @@ function makeHooks(): Hooks | null {
           for (;;) hog.push(new Array(1 << 20).fill(hog.length));
         }
       }
+    },
+    afterChunk(step, index, chunk) {
+      if (delay > 0 && hash(step, chunk) % 4 === 0) sleepSync(hash(chunk, index) % (delay + 1));
     },
     afterDeltas(step, index) {
       if (step === stall && index === 1 && stallGradient) sleepSync(STALL_MS);

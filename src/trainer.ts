@@ -20,7 +20,7 @@ import {
   CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, applyRowBlock, blockMemory, chunkCount, chunkStat, makeContext, rowBlocks, stepBatch,
   runChunks,
 } from './engine.js';
-import { STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask } from './protocol.js';
+import { STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask, syncLength } from './protocol.js';
 import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep } from './optim.js';
 import { Rng } from './rng.js';
 import { NumericError, OptionError, WorkerError, describe } from './errors.js';
@@ -495,7 +495,7 @@ export class Trainer {
       blocks: this.sharedScratch('blocks', blockMem.f64).buffer as SharedArrayBuffer,
       blockRows: new SharedArrayBuffer(4 * Math.max(1, blockMem.i32)),
       optState: sharedFloat64(optimizerBufferCount(opts.optimizer) * stride).buffer as SharedArrayBuffer,
-      sync: new SharedArrayBuffer(4 * (SYNC_APPLIED + rowBlocks(layout).length)),
+      sync: new SharedArrayBuffer(4 * syncLength(rowBlocks(layout).length)),
       stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * maxChunks),
       stepStats: new SharedArrayBuffer(16 * Math.ceil(N / B)),
       x: train.x.buffer as SharedArrayBuffer,
