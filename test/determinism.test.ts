@@ -36,7 +36,9 @@ describe('bitwise-identical weights after 3 epochs for threads 1, 2, 3, 4, 8', (
     });
     it(`${name}, workers delayed at random so they finish out of order`, async () => {
       const reference = await train(1, fit);
-      process.env.BPTRAIN_TEST_DELAY_MS = '3'; // read by each worker when it starts
+      // Read by each worker when it starts: sleeps before steps and after some chunks, so workers
+      // take different chunks each step and sum ahead (engine.ts sumAhead) over varying chunks.
+      process.env.BPTRAIN_TEST_DELAY_MS = '3';
       for (const t of [2, 4, 8]) expect(sameBits(await train(t, fit), reference), `threads=${t}`).toBe(true);
     });
   }
