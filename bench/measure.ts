@@ -78,52 +78,71 @@ export async function measure(name: string, timing: BenchTiming, tasks: TaskSpec
   return out;
 }
 
+/** Length of one round of `measureInterleaved`, per task, ms. */
+const ROUND_MS = 150;
+/** Fewest rounds of `measureInterleaved`, whatever the time budget. */
+const MIN_ROUNDS = 8;
+
 /**
- * Like `measure`, but in `rounds` rounds, each a fresh Bench over all the tasks with a share of
- * the time budget, the task order rotated from round to round. A burst of load from a neighbour
- * then falls on every configuration alike instead of on whichever one was running, which is what
- * same-run ratios (speedup, 'auto' ÷ 1 thread) need. Per task: samples/s from the median of the
- * rounds' median times; the spread from the slowest and fastest call of any round; rme from all
- * the calls pooled.
+ * Like `measure`, but interleaved finely enough that a shared machine's load falls on every task
+ * alike, which same-run ratios (speedup, 'auto' ÷ 1 thread) need. After a warm-up Bench (which
+ * also times one call of each task), the tasks run in short rounds: each round is a fresh Bench in
+ * which every task times one batch of calls lasting about `roundMs`, the order rotated from round
+ * to round; rounds go on until every task has had `timing.time` ms and at least MIN_ROUNDS (and
+ * `timing.iterations`) rounds. A burst of load lasting a second or two thus covers a round or so
+ * of every task, instead of several seconds of one task (as whole Benches of a few calls per task
+ * did: consecutive runs of the same code gave 2-thread speedups of 1.59 and 2.14).
+ * Per task, from all its rounds' batches (per call): samples/s from the median time, the spread
+ * from the slowest and fastest batch, rme from the mean and standard deviation.
  */
-export async function measureInterleaved(name: string, timing: BenchTiming, tasks: TaskSpec[], rounds: number): Promise<Map<string, Stats>> {
-  if (rounds <= 1) return measure(name, timing, tasks);
-  const perRound: Map<string, Stats>[] = [];
-  for (let r = 0; r < rounds; r++) {
-    const rotated = tasks.map((_, i) => tasks[(i + r) % tasks.length]);
-    const share: BenchTiming = {
-      time: timing.time / rounds,
-      iterations: timing.iterations,
-      // Warm up in the first round only: later rounds find the JIT and the pools warm.
-      warmupTime: r === 0 ? timing.warmupTime : 0,
-      warmupIterations: r === 0 ? timing.warmupIterations : 0,
-    };
-    perRound.push(await measure(`${name} (round ${r + 1}/${rounds})`, share, rotated));
-  }
-  const out = new Map<string, Stats>();
-  for (const t of tasks) {
-    const all = perRound.map((m) => m.get(t.name)!);
-    const medianRate = median(all.map((x) => x.samplesPerSec));
-    // Pooled mean and standard deviation of all the rounds' calls, and the 95% margin of the mean.
-    const n = all.reduce((k, x) => k + x.runs, 0);
-    const mean = all.reduce((k, x) => k + x.meanMs * x.runs, 0) / n;
-    const ss = all.reduce((k, x) => k + (x.runs - 1) * x.sdMs ** 2 + x.runs * (x.meanMs - mean) ** 2, 0);
-    const sd = n > 1 ? Math.sqrt(ss / (n - 1)) : 0;
-    const df = Math.max(1, n - 1);
-    const t975 = 1.96 + 2.4 / df + 3 / (df * df); // Student's t, 0.975 quantile, to ~1% for df ≥ 4
-    out.set(t.name, {
-      samplesPerTask: t.samples,
-      runs: n,
-      meanMs: mean,
-      minMs: Math.min(...all.map((x) => x.minMs)),
-      maxMs: Math.max(...all.map((x) => x.maxMs)),
-      sdMs: sd,
-      rmePct: n > 1 ? (100 * t975 * sd) / Math.sqrt(n) / mean : 0,
-      samplesPerSec: medianRate,
-      samplesPerSecMin: Math.min(...all.map((x) => x.samplesPerSecMin)),
-      samplesPerSecMax: Math.max(...all.map((x) => x.samplesPerSecMax)),
+export async function measureInterleaved(
+  name: string, timing: BenchTiming, tasks: TaskSpec[], quick: boolean, roundMs = ROUND_MS,
+): Promise<Map<string, Stats>> {
+  if (quick) return measure(name, timing, tasks);
+  const warm = await measure(`${name} (warm-up)`, { ...timing, time: 0, iterations: 1 }, tasks);
+  const calls = tasks.map((t) => Math.max(1, Math.round(roundMs / warm.get(t.name)!.meanMs)));
+  const perCall: number[][] = tasks.map(() => []);
+  const spent = tasks.map(() => 0);
+  const once: BenchTiming = { time: 0, iterations: 1, warmupTime: 0, warmupIterations: 0 };
+  for (let r = 0; r < Math.max(MIN_ROUNDS, timing.iterations) || spent.some((ms) => ms < timing.time); r++) {
+    const order = tasks.map((_, i) => (i + r) % tasks.length);
+    const batches: TaskSpec[] = order.map((i) => ({
+      name: tasks[i].name,
+      samples: tasks[i].samples * calls[i],
+      async: tasks[i].async,
+      fn: tasks[i].async
+        ? async () => { for (let k = 0; k < calls[i]; k++) await tasks[i].fn(); }
+        : () => { for (let k = 0; k < calls[i]; k++) tasks[i].fn(); },
+    }));
+    const round = await measure(`${name} (round ${r + 1})`, once, batches);
+    order.forEach((i) => {
+      const ms = round.get(tasks[i].name)!.meanMs;
+      perCall[i].push(ms / calls[i]);
+      spent[i] += ms;
     });
   }
+  const out = new Map<string, Stats>();
+  tasks.forEach((t, i) => {
+    const v = perCall[i];
+    const n = v.length;
+    const mean = v.reduce((a, b) => a + b, 0) / n;
+    const sd = Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1));
+    const df = n - 1;
+    const t975 = 1.96 + 2.4 / df + 3 / (df * df); // Student's t, 0.975 quantile, to ~1% for df ≥ 4
+    const perSec = (ms: number): number => t.samples / (ms / 1000);
+    out.set(t.name, {
+      samplesPerTask: t.samples,
+      runs: n * calls[i],
+      meanMs: mean,
+      minMs: Math.min(...v),
+      maxMs: Math.max(...v),
+      sdMs: sd,
+      rmePct: (100 * t975 * sd) / Math.sqrt(n) / mean,
+      samplesPerSec: perSec(median(v)),
+      samplesPerSecMin: perSec(Math.max(...v)),
+      samplesPerSecMax: perSec(Math.min(...v)),
+    });
+  });
   return out;
 }
 

@@ -1,9 +1,10 @@
 // Scaling suite: training throughput (samples/s), speedup and parallel efficiency against the
 // thread count, on four workloads from arithmetic-starved (tiny) to arithmetic-bound (wide).
 //
-// One tinybench Bench per workload and round (three rounds, task order rotated, so that load from
-// elsewhere on a shared machine falls on every thread count alike), one task per thread count; a
-// task is one epoch of Trainer.fit over the workload's data. Every Trainer is created before the bench runs and closed after it,
+// Per workload, tinybench Benches in short rounds (measure.ts measureInterleaved: every thread
+// count once per round, order rotated, so that load from elsewhere on a shared machine falls on
+// every thread count alike), one task per thread count; a task is one epoch of Trainer.fit over
+// the workload's data. Every Trainer is created before the bench runs and closed after it,
 // so worker start-up is outside the timings and the workers stay JIT-warm across iterations
 // (tinybench's warm-up call starts the pool).
 
@@ -12,8 +13,6 @@ import { LR, type BenchConfig } from './config.js';
 import { measureInterleaved, type TaskSpec } from './measure.js';
 import type { ScalingResult, ScalingRow } from './results.js';
 import { DataBank, WORKLOADS, modelOptions, netLabel, weightCount } from './workloads.js';
-
-const SCALING_ROUNDS = 3;
 
 export async function runScaling(cfg: BenchConfig, bank: DataBank, log: (line: string) => void): Promise<ScalingResult> {
   const rows: ScalingRow[] = [];
@@ -34,7 +33,7 @@ export async function runScaling(cfg: BenchConfig, bank: DataBank, log: (line: s
         async: true,
         fn: () => trainers[i].fit(data, { epochs: 1, batchSize, optimizer: 'sgd', lr: LR, shuffle: false }),
       }));
-      const stats = await measureInterleaved(`scaling/${w.id}`, cfg.timing, tasks, cfg.quick ? 1 : SCALING_ROUNDS);
+      const stats = await measureInterleaved(`scaling/${w.id}`, cfg.timing, tasks, cfg.quick);
       const weights = weightCount(w.layers);
       const base = stats.get('threads=1')!;
       // Rows in table order: thread counts ascending, then 'auto'.

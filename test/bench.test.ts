@@ -92,3 +92,29 @@ describe('npm run bench -- --quick', () => {
     expect(bad.stderr).toContain('--threads');
   });
 });
+
+describe('measureInterleaved (the scaling suite\'s rounds)', () => {
+  it('runs every task once per round, order rotated, until each has its time budget and at least 8 rounds', async () => {
+    const { measureInterleaved } = await import('../bench/measure.js');
+    const log: string[] = [];
+    // Busy-waits rather than sleeps, so a call's time is at least `ms` however the machine runs.
+    const task = (name: string, ms: number) => ({
+      name, samples: 100, async: false,
+      fn: () => { log.push(name); const end = performance.now() + ms; while (performance.now() < end); },
+    });
+    // A 1 ms round: one call per task per round, so the log shows the rounds directly.
+    const stats = await measureInterleaved('test', { time: 60, iterations: 5, warmupTime: 0, warmupIterations: 1 }, [task('a', 2), task('b', 5)], false, 1);
+    // The warm-up Bench first: tinybench warms every task up, then times one call of each.
+    expect(log.slice(0, 4).join('')).toBe('abab');
+    const pairs = log.slice(4).join('').match(/../g)!;
+    expect(pairs.length).toBeGreaterThanOrEqual(12); // b needs 12 rounds of 5 ms for its 60 ms
+    pairs.forEach((p, r) => expect(p, `round ${r + 1}`).toBe(r % 2 === 0 ? 'ab' : 'ba'));
+    for (const [name, ms] of [['a', 2], ['b', 5]] as const) {
+      const s = stats.get(name)!;
+      expect(s.minMs).toBeGreaterThanOrEqual(ms); // per call, not per round's batch of calls
+      expect(s.runs).toBe(pairs.length);
+      expect(s.runs * s.meanMs).toBeGreaterThanOrEqual(60); // the time budget
+      expect(s.samplesPerSec).toBeLessThanOrEqual(100 / (ms / 1000));
+    }
+  });
+});
