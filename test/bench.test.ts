@@ -118,3 +118,22 @@ describe('measureInterleaved (the scaling suite\'s rounds)', () => {
     }
   });
 });
+
+describe('node dist/bench/contention.js (the machine diagnostic)', () => {
+  it('times two threads alone and together and prints a median ratio per loop', () => {
+    const r = spawnSync(process.execPath, [path.join(root, 'dist', 'bench', 'contention.js'), '3'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe(''); // no warnings (listeners are removed after each answer)
+    const rows = r.stdout.split('\n').filter((l) => /^\| (arithmetic|stream)/.test(l));
+    expect(rows).toHaveLength(5);
+    for (const row of rows) {
+      const [median, lo, hi] = row.match(/\d+\.\d\d/g)!.map(Number);
+      expect(median).toBeGreaterThan(0);
+      expect(lo).toBeLessThanOrEqual(median);
+      expect(hi).toBeGreaterThanOrEqual(median);
+    }
+    const bad = spawnSync(process.execPath, [path.join(root, 'dist', 'bench', 'contention.js'), '1'], { cwd: root, encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('received 1');
+  });
+});
