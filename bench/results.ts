@@ -103,7 +103,8 @@ export interface BenchResults {
   finishedAt: string;
   durationSec: number;
   command: string;
-  /** The checked-out commit (`git describe --always --dirty`), when git can tell. */
+  /** The checked-out commit (`git describe --always`; "-dirty" when code differs from it, not
+   *  counting earlier results), when git can tell. */
   commit?: string;
   quick: boolean;
   machine: Machine;

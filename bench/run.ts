@@ -122,11 +122,16 @@ if (invokedDirectly()) {
   );
 }
 
-/** The commit the benchmark ran on, so that a results file says which code it measured. */
+/** The commit the benchmark ran on, so that a results file says which code it measured:
+ *  "-dirty" when files other than the benchmark's own outputs (bench/results/, BENCHMARKS.md,
+ *  which earlier runs leave changed) differ from it. */
 function commitOf(dir: string): { commit?: string } {
+  const git = (...args: string[]): string => execFileSync('git', args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   try {
-    const commit = execFileSync('git', ['describe', '--always', '--dirty'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return commit === '' ? {} : { commit };
+    const commit = git('describe', '--always');
+    if (commit === '') return {};
+    const changed = git('status', '--porcelain', '--', '.', ':(exclude)bench/results', ':(exclude)BENCHMARKS.md');
+    return { commit: changed === '' ? commit : `${commit}-dirty` };
   } catch {
     return {}; // not a git checkout, or no git
   }
