@@ -352,7 +352,7 @@ function sumAhead(ctx: Context, size: number, begin: number, end: number, stamp:
   const n = end - begin;
   const allDone = (): boolean => Atomics.load(sync, SYNC_CHUNKS_DONE) >= n;
   const ready = (p: number): boolean => Atomics.load(sync, SYNC_READY + p) === stamp;
-  // Chunk 0 still running means every chunk is in flight: nothing to sum yet.
+  // Sums run in chunk order from chunk 0: while it is not done, nothing can be summed yet.
   while (!allDone() && ready(0)) {
     const b = Atomics.add(sync, SYNC_NEXT_AHEAD, 1);
     if (b >= rows.length) return;
