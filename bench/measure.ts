@@ -102,9 +102,9 @@ export async function measureInterleaved(
   const warm = await measure(`${name} (warm-up)`, { ...timing, time: 0, iterations: 1 }, tasks);
   const calls = tasks.map((t) => Math.max(1, Math.round(roundMs / warm.get(t.name)!.meanMs)));
   const perCall: number[][] = tasks.map(() => []);
-  const spent = tasks.map(() => 0);
+  const spentMs = (i: number): number => perCall[i].reduce((a, b) => a + b, 0) * calls[i];
   const once: BenchTiming = { time: 0, iterations: 1, warmupTime: 0, warmupIterations: 0 };
-  for (let r = 0; r < Math.max(MIN_ROUNDS, timing.iterations) || spent.some((ms) => ms < timing.time); r++) {
+  for (let r = 0; r < Math.max(MIN_ROUNDS, timing.iterations) || tasks.some((_, i) => spentMs(i) < timing.time); r++) {
     const order = tasks.map((_, i) => (i + r) % tasks.length);
     const batches: TaskSpec[] = order.map((i) => ({
       name: tasks[i].name,
@@ -115,11 +115,7 @@ export async function measureInterleaved(
         : () => { for (let k = 0; k < calls[i]; k++) tasks[i].fn(); },
     }));
     const round = await measure(`${name} (round ${r + 1})`, once, batches);
-    order.forEach((i) => {
-      const ms = round.get(tasks[i].name)!.meanMs;
-      perCall[i].push(ms / calls[i]);
-      spent[i] += ms;
-    });
+    order.forEach((i) => perCall[i].push(round.get(tasks[i].name)!.meanMs / calls[i]));
   }
   const out = new Map<string, Stats>();
   tasks.forEach((t, i) => {

@@ -118,8 +118,9 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   if (a.metrics !== undefined && a.resume === undefined) await fsp.writeFile(a.metrics, '');
   const trainer = new Trainer(model, { threads: a.threads });
   const used = trainer.threadsFor(Math.min(a.batch, train.size));
-  if (!a.quiet && used > os.availableParallelism())
-    io.stderr.write(`warning: --threads ${a.threads} is more than this machine's ${os.availableParallelism()} cores; the threads meet at barriers three times a step, so training will be slower than with ${os.availableParallelism()}\n`);
+  const cores = os.availableParallelism();
+  if (!a.quiet && used > cores)
+    io.stderr.write(`warning: --threads ${a.threads} is more than this machine's ${cores} cores; the threads meet at barriers three times a step, so training will be slower than with ${cores}\n`);
   const fit: FitOptions = {
     epochs: a.epochs, batchSize: a.batch, optimizer: a.optimizer, lr: a.lr, seed: a.seed, shuffle: a.shuffle,
     validation, patience: a.patience, signal: io.signal,

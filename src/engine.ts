@@ -251,7 +251,6 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
   const claims = { chunks: 0, rows: 0 };
   const mine: number[] = [];
   const claim = (counter: number, base: number): number => Atomics.add(sync, counter, 1) - base;
-  const aheadAt = syncAhead(rows.length, 0);
   const resetAhead = (): void => {
     Atomics.store(sync, SYNC_NEXT_AHEAD, 0);
     Atomics.store(sync, SYNC_CHUNKS_DONE, 0);
@@ -269,8 +268,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       const end = Math.min(chunks, begin + ROUND_CHUNKS);
       const stamp = generation + 1; // the barrier that ends this δ pass
       for (let c = begin + claim(SYNC_NEXT_CHUNK, claims.chunks); c < end; c = begin + claim(SYNC_NEXT_CHUNK, claims.chunks)) {
-        const S = Math.min(CHUNK_SIZE, size - c * CHUNK_SIZE);
-        const r = chunkDeltas(layout, ctx.P, block(ctx, c - begin), ctx.X, ctx.Y, ctx.order, start + c * CHUNK_SIZE, S);
+        const r = chunkDeltas(layout, ctx.P, block(ctx, c - begin), ctx.X, ctx.Y, ctx.order, start + c * CHUNK_SIZE, chunkSamples(size, c));
         stats[c * STATS_PER_CHUNK] = r.loss;
         stats[c * STATS_PER_CHUNK + 1] = r.correct;
         testHooks?.afterChunk(task.step + i, f.index, c);
@@ -285,14 +283,11 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       mine.length = 0;
       for (let b = claim(SYNC_NEXT_ROW, claims.rows); b < rows.length; b = claim(SYNC_NEXT_ROW, claims.rows)) {
         mine.push(b);
-        const { layer, begin: o0, end: o1 } = rows[b];
         // Chunks before `from` were summed ahead (by whichever thread); the rest follow in order.
-        const from = begin + sync[aheadAt + b];
-        sync[aheadAt + b] = 0; // read and cleared here only, between two barriers
-        for (let c = from; c < end; c++) {
-          const S = Math.min(CHUNK_SIZE, size - c * CHUNK_SIZE);
-          blockWeightGradient(layout, ctx.sum, block(ctx, c - begin), S, layer, o0, o1, c > 0);
-        }
+        const ahead = syncAhead(rows.length, b);
+        const from = begin + sync[ahead];
+        sync[ahead] = 0; // read and cleared here only, between two barriers
+        for (let c = from; c < end; c++) addChunk(ctx, rows[b], size, begin, c);
         if (last) for (const [p0, p1] of rows[b].ranges) finite &&= allFinite(ctx.gradSum, p0, p1);
       }
       claims.rows += rows.length + parties;
@@ -348,7 +343,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
  * sums ahead (the barrier's last arrival resets the counters), so there is no race.
  */
 function sumAhead(ctx: Context, size: number, begin: number, end: number, stamp: number): void {
-  const { layout, sync, rows } = ctx;
+  const { sync, rows } = ctx;
   const n = end - begin;
   const allDone = (): boolean => Atomics.load(sync, SYNC_CHUNKS_DONE) >= n;
   const ready = (p: number): boolean => Atomics.load(sync, SYNC_READY + p) === stamp;
@@ -356,14 +351,22 @@ function sumAhead(ctx: Context, size: number, begin: number, end: number, stamp:
   while (!allDone() && ready(0)) {
     const b = Atomics.add(sync, SYNC_NEXT_AHEAD, 1);
     if (b >= rows.length) return;
-    const { layer, begin: o0, end: o1 } = rows[b];
     let p = 0;
-    for (; p < n && ready(p) && !allDone(); p++) {
-      const c = begin + p;
-      blockWeightGradient(layout, ctx.sum, block(ctx, p), Math.min(CHUNK_SIZE, size - c * CHUNK_SIZE), layer, o0, o1, c > 0);
-    }
+    for (; p < n && ready(p) && !allDone(); p++) addChunk(ctx, rows[b], size, begin, begin + p);
     sync[syncAhead(rows.length, b)] = p;
   }
+}
+
+/** Samples in chunk c of a minibatch of `size` (the last chunk may be partial). */
+function chunkSamples(size: number, c: number): number {
+  return Math.min(CHUNK_SIZE, size - c * CHUNK_SIZE);
+}
+
+/** Adds chunk c's part of row block r's gradient sum into ctx.gradSum (writes it, for chunk 0):
+ *  the one step of the gradient sums, whether taken in turn or ahead. `begin` is the round's
+ *  first chunk, whose δ block is block 0. */
+function addChunk(ctx: Context, r: RowRange, size: number, begin: number, c: number): void {
+  blockWeightGradient(ctx.layout, ctx.sum, block(ctx, c - begin), chunkSamples(size, c), r.layer, r.begin, r.end, c > 0);
 }
 
 /** The sum over a step's chunks of stats field k (0: loss sum, 1: correct count), in chunk order. */
