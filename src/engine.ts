@@ -62,13 +62,22 @@ export interface RowRange {
   readonly ranges: readonly (readonly [number, number])[];
 }
 
-/** Rows per row block: the unit of work of the gradient-sum and optimizer phases (4 for the
- *  4×4 blocked kernels). */
-const ROWS_PER_BLOCK = 4;
+/** Rows per row block: the unit of work of the gradient-sum and optimizer phases. Summing a
+ *  block runs the 4×4 blocked kernel over its rows 4 at a time, chunk by chunk, so each chunk's
+ *  input activations come from L3 once per block and from L2 for its other groups of 4 rows
+ *  (with 4-row blocks they came from L3 every time). Measured on 784-128-64-10, 2 threads, one
+ *  process alternating builds: 0 to 3% faster per step at batch 256 and 64, same on wide. */
+const ROWS_PER_BLOCK = 16;
+/** The last TAIL_ROWS rows of each layer go in blocks of 4 rows instead, so that the blocks
+ *  handed out last are small and the threads finish the phase within a small block of each
+ *  other, up to 8 threads. */
+const TAIL_ROWS = 32;
+const TAIL_BLOCK_ROWS = 4;
 
 /**
- * Every layer's rows cut into blocks of ROWS_PER_BLOCK, the costliest (largest n_(k-1)) first, so
- * that the cheap blocks handed out last even out the threads' finishing times.
+ * Every layer's rows cut into blocks (ROWS_PER_BLOCK, then TAIL_BLOCK_ROWS for the last
+ * TAIL_ROWS), the costliest (rows × n_(k-1)) first, so that the cheap blocks handed out last
+ * even out the threads' finishing times.
  */
 export function rowBlocks(layout: Layout): RowRange[] {
   const sizes = layout.spec.sizes;
@@ -77,12 +86,14 @@ export function rowBlocks(layout: Layout): RowRange[] {
     const nIn = sizes[k - 1];
     const w0 = layout.wOffset[k - 1];
     const b0 = layout.bOffset[k - 1];
-    for (let o = 0; o < sizes[k]; o += ROWS_PER_BLOCK) {
-      const end = Math.min(sizes[k], o + ROWS_PER_BLOCK);
+    for (let o = 0, end = 0; o < sizes[k]; o = end) {
+      const tail = sizes[k] - TAIL_ROWS;
+      end = Math.min(sizes[k], o < tail ? Math.min(tail, o + ROWS_PER_BLOCK) : o + TAIL_BLOCK_ROWS);
       blocks.push({ layer: k, begin: o, end, ranges: [[w0 + o * nIn, w0 + end * nIn], [b0 + o, b0 + end]] });
     }
   }
-  return blocks.sort((a, b) => sizes[b.layer - 1] - sizes[a.layer - 1] || a.layer - b.layer || a.begin - b.begin);
+  const cost = (r: RowRange): number => (r.end - r.begin) * sizes[r.layer - 1];
+  return blocks.sort((a, b) => cost(b) - cost(a) || a.layer - b.layer || a.begin - b.begin);
 }
 
 /** Optimizer step t on the parameters of one row block. */
@@ -185,6 +196,13 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
   }
 }
 
+/** How long a thread that reaches a barrier early polls before it sleeps. Waking a sleeping
+ *  thread takes tens of µs on a virtual machine (measured here: a futex round trip between two
+ *  threads 55 µs at the median, 0.2 µs polling), three times per step on the step's critical
+ *  path; an early thread usually waits less than this. Bounded, so that threads waiting on a
+ *  thread without a core of its own (more threads than cores) give the core up soon. */
+const SPIN_MS = 0.2;
+
 /**
  * The generation-th barrier of a run of steps: waits until `parties` threads have arrived, i.e.
  * the arrival counter reaches parties × generation. The last to arrive runs `last` (if given)
@@ -198,6 +216,10 @@ function barrier(sync: Int32Array, parties: number, generation: number, timeoutM
     Atomics.store(sync, SYNC_RELEASED, generation);
     Atomics.notify(sync, SYNC_RELEASED);
     return true;
+  }
+  const spinEnd = performance.now() + SPIN_MS;
+  while (Atomics.load(sync, SYNC_RELEASED) < generation && Atomics.load(sync, SYNC_ABORT) === 0 && performance.now() < spinEnd) {
+    // polling: the loop below sees the release or the abort
   }
   const deadline = performance.now() + timeoutMs;
   for (;;) {
@@ -338,7 +360,8 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
  * own counter and adds chunks 0, 1, … into each for as long as they are ready, recording in
  * AHEAD how far it got; the thread that takes the block after the barrier goes on from there.
  * Each entry is still one sum over the chunks in chunk order, so no bit changes. It stops as soon
- * as every chunk is done, so the barrier waits at most one chunk of one row block (~40 µs) more.
+ * as every chunk is done, so the barrier waits at most one chunk of one row block more (up to
+ * about 0.12 ms, for a 16-row block of MNIST's first layer).
  * Before the worker arrives at the barrier nobody reads what it writes here, and after it nobody
  * sums ahead (the barrier's last arrival resets the counters), so there is no race.
  */

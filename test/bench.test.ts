@@ -124,8 +124,8 @@ describe('node dist/bench/contention.js (the machine diagnostic)', () => {
     const r = spawnSync(process.execPath, [path.join(root, 'dist', 'bench', 'contention.js'), '3'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toBe(''); // no warnings (listeners are removed after each answer)
-    const rows = r.stdout.split('\n').filter((l) => /^\| (arithmetic|stream)/.test(l));
-    expect(rows).toHaveLength(5);
+    const rows = r.stdout.split('\n').filter((l) => /^\| (arithmetic|stream|bptrain)/.test(l));
+    expect(rows).toHaveLength(6);
     for (const row of rows) {
       const [median, lo, hi] = row.match(/\d+\.\d\d/g)!.map(Number);
       expect(median).toBeGreaterThan(0);

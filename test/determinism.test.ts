@@ -6,9 +6,11 @@ import { randomData, sameBits } from './helpers.js';
 
 const THREADS = [1, 2, 3, 4, 8];
 const data = randomData(42, 600, 12, 4, 'cross-entropy'); // 600 = 2 full batches of 256 (8 chunks of 32) + 88
+// 56 hidden units: the gradient sums take rows in blocks of 16, 8 and 4 (engine.ts rowBlocks).
+const LAYERS = [12, 56, 16, 4];
 
 async function train(threads: number, fit: FitOptions): Promise<Float64Array> {
-  const model = createModel({ layers: [12, 24, 16, 4], hidden: 'tanh', output: 'softmax', seed: 9 });
+  const model = createModel({ layers: LAYERS, hidden: 'tanh', output: 'softmax', seed: 9 });
   const trainer = new Trainer(model, { threads });
   try {
     await trainer.fit(data, { epochs: 3, batchSize: 256, shuffle: true, seed: 5, ...fit });
@@ -30,7 +32,7 @@ describe('bitwise-identical weights after 3 epochs for threads 1, 2, 3, 4, 8', (
   for (const [name, fit] of optimizers) {
     it(name, async () => {
       const reference = await train(1, fit);
-      const start = createModel({ layers: [12, 24, 16, 4], hidden: 'tanh', output: 'softmax', seed: 9 }).params;
+      const start = createModel({ layers: LAYERS, hidden: 'tanh', output: 'softmax', seed: 9 }).params;
       expect(sameBits(reference, start)).toBe(false); // training moved the weights
       for (const t of THREADS.slice(1)) expect(sameBits(await train(t, fit), reference), `threads=${t}`).toBe(true);
     });
@@ -48,7 +50,7 @@ describe('bitwise-identical weights after 3 epochs for threads 1, 2, 3, 4, 8', (
     // so chunks differ in which rows they skip.
     for (let s = 0; s < sparse.size; s++) for (let j = 0; j < 12; j++) if (j % 2 === 0 || (j === 1 && s % 50 !== 0)) sparse.x[s * 12 + j] = 0;
     const run = async (threads: number) => {
-      const model = createModel({ layers: [12, 24, 16, 4], hidden: 'relu', output: 'softmax', seed: 9 });
+      const model = createModel({ layers: LAYERS, hidden: 'relu', output: 'softmax', seed: 9 });
       const trainer = new Trainer(model, { threads });
       await trainer.fit(sparse, { epochs: 3, batchSize: 256, optimizer: 'adam', lr: 0.01, seed: 5 });
       await trainer.close();
@@ -60,7 +62,7 @@ describe('bitwise-identical weights after 3 epochs for threads 1, 2, 3, 4, 8', (
   it('minibatches larger than one round (1,100 samples: 35 chunks, in rounds of 32)', async () => {
     const big = randomData(44, 2300, 12, 4, 'cross-entropy');
     const run = async (threads: number) => {
-      const model = createModel({ layers: [12, 24, 16, 4], hidden: 'tanh', output: 'softmax', seed: 9 });
+      const model = createModel({ layers: LAYERS, hidden: 'tanh', output: 'softmax', seed: 9 });
       const trainer = new Trainer(model, { threads });
       await trainer.fit(big, { epochs: 2, batchSize: 1100, optimizer: 'sgd', lr: 0.1, momentum: 0.9, seed: 5 });
       await trainer.close();
