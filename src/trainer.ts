@@ -234,9 +234,12 @@ export class Trainer {
   threadsFor(batchSize: number): number {
     const chunks = chunkCount(batchSize, CHUNK_SIZE);
     if (this.threadsOption !== 'auto') return Math.min(this.threadsOption, Math.max(chunks, 1), ROUND_CHUNKS);
-    // A step on the pool costs tens of microseconds of barriers (about 60 µs at two threads, by
-    // the kernels bench suite's coordinator overhead); a step must carry a few hundred
-    // microseconds of arithmetic per thread (2 MFLOP at ~7 GFLOP/s) before another thread pays.
+    // A step on the pool pays three barriers and the threads' misses on memory another thread
+    // wrote; on a busy machine a thread descheduled for a moment holds up the others. So a step
+    // must carry a few hundred microseconds of arithmetic per thread (2 MFLOP at ~7 GFLOP/s)
+    // before another thread pays, although the barriers alone now cost little (the kernels
+    // bench suite's coordinator overhead: a 4-chunk 2-3-2-1 step is about as fast on two
+    // threads as on one).
     const flops = 6 * this.model.parameterCount * batchSize;
     const byWork = Math.floor(flops / MIN_FLOPS_PER_THREAD);
     return Math.max(1, Math.min(os.availableParallelism(), chunks, byWork, ROUND_CHUNKS));
