@@ -137,3 +137,26 @@ describe('node dist/bench/contention.js (the machine diagnostic)', () => {
     expect(bad.stderr).toContain('received 1');
   });
 });
+
+describe('computeRatios (the targets table)', () => {
+  const stats = (samplesPerSec: number, rmePct: number) => ({
+    samplesPerTask: 100, runs: 10, meanMs: 1, minMs: 1, maxMs: 1, sdMs: 0, rmePct, samplesPerSec, samplesPerSecMin: samplesPerSec, samplesPerSecMax: samplesPerSec,
+  });
+  const tiny = (threads: 1 | 'auto', threadsUsed: number, samplesPerSec: number) => ({
+    workload: 'tiny' as const, network: '2-3-2-1', data: 'random', batchSize: 32, threads, threadsUsed,
+    stats: stats(samplesPerSec, 2), speedup: null, efficiency: null, gflops: 0,
+  });
+  const autoVerdict = async (autoUsed: number, autoRate: number) => {
+    const { computeRatios } = await import('../bench/ratios.js');
+    const rows = [tiny(1, 1, 1000), tiny('auto', autoUsed, autoRate)];
+    return computeRatios({ quick: false, suites: { scaling: { rows } } }).find((x) => x.id === 'tiny-auto-vs-1t')!;
+  };
+  it("'auto' ÷ 1 thread: below 1 by noise passes only when 'auto' ran the same single thread", async () => {
+    expect((await autoVerdict(1, 1010)).status).toBe('PASS');
+    const noise = await autoVerdict(1, 990); // 1% below, rme √(2² + 2²) ≈ 2.8%
+    expect(noise.status).toBe('PASS');
+    expect(noise.note).toContain('same code');
+    expect((await autoVerdict(1, 900)).status).toBe('MISS'); // 10% below: more than noise
+    expect((await autoVerdict(2, 990)).status).toBe('MISS (within noise)'); // other code: a miss
+  });
+});
