@@ -22,6 +22,7 @@
 // such steps, with a barrier between them, so the coordinator's round trip (about 0.4 ms) is paid
 // once per run of steps rather than once per step.
 
+import os from 'node:os';
 import { Layout, ParamViews, makeLayout, paramViews } from './layout.js';
 import { Workspace, blockWeightGradient, chunkDeltas, chunkGradient, evaluateBlock, gatherBlock, makeWorkspace, workspaceSize } from './backprop.js';
 import {
@@ -196,11 +197,12 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
   }
 }
 
-/** How long a thread that reaches a barrier early polls before it sleeps. Waking a sleeping
- *  thread takes tens of µs on a virtual machine (measured here: a futex round trip between two
- *  threads 55 µs at the median, 0.2 µs polling), three times per step on the step's critical
- *  path; an early thread usually waits less than this. Bounded, so that threads waiting on a
- *  thread without a core of its own (more threads than cores) give the core up soon. */
+/** How long a thread that reaches a barrier early polls before it sleeps, when every thread of
+ *  the step has a core of its own. Waking a sleeping thread takes tens of µs on a virtual machine
+ *  (measured here: a futex round trip between two threads 55 µs at the median, 0.2 µs polling),
+ *  three times per step on the step's critical path; an early thread usually waits less than
+ *  this. With more threads than cores a polling thread would take the core of one it waits for
+ *  (8 threads on 2 cores: 17% slower per epoch), so then threads sleep at once. */
 const SPIN_MS = 0.2;
 
 /**
@@ -209,7 +211,7 @@ const SPIN_MS = 0.2;
  * before releasing the others, so a decision it writes there is seen alike by all. False on
  * timeout, or when the coordinator has called the run off (a worker failed).
  */
-function barrier(sync: Int32Array, parties: number, generation: number, timeoutMs: number, last?: () => void): boolean {
+function barrier(sync: Int32Array, parties: number, generation: number, timeoutMs: number, spinMs: number, last?: () => void): boolean {
   if (Atomics.load(sync, SYNC_ABORT) !== 0) return false;
   if (Atomics.add(sync, SYNC_ARRIVED, 1) + 1 === parties * generation) {
     last?.();
@@ -217,7 +219,7 @@ function barrier(sync: Int32Array, parties: number, generation: number, timeoutM
     Atomics.notify(sync, SYNC_RELEASED);
     return true;
   }
-  const spinEnd = performance.now() + SPIN_MS;
+  const spinEnd = performance.now() + spinMs;
   while (Atomics.load(sync, SYNC_RELEASED) < generation && Atomics.load(sync, SYNC_ABORT) === 0 && performance.now() < spinEnd) {
     // polling: the loop below sees the release or the abort
   }
@@ -258,6 +260,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
   const f = task.steps!;
   const { layout, sync, stats, rows } = ctx;
   const parties = f.workers;
+  const spinMs = parties <= os.availableParallelism() ? SPIN_MS : 0;
   const B = task.batchSize;
   const stride = layout.stride;
   const optBuffers = f.optimizer === null ? [] : Array.from({ length: optimizerBufferCount(f.optimizer) }, (_, i) => ctx.optState.subarray(i * stride, (i + 1) * stride));
@@ -299,7 +302,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       }
       claims.chunks += end - begin + parties;
       sumAhead(ctx, size, begin, end, stamp);
-      if (!barrier(sync, parties, ++generation, timeout(), resetAhead)) return out;
+      if (!barrier(sync, parties, ++generation, timeout(), spinMs, resetAhead)) return out;
       if (begin === 0) testHooks?.afterDeltas(task.step + i, f.index);
       const last = end === chunks;
       mine.length = 0;
@@ -314,7 +317,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       }
       claims.rows += rows.length + parties;
       if (last) Atomics.store(sync, SYNC_FLAGS + f.index, finite && Number.isFinite(chunkStat(stats, chunks, 0)) ? 1 : 2);
-      if (!barrier(sync, parties, ++generation, timeout())) return out;
+      if (!barrier(sync, parties, ++generation, timeout(), spinMs)) return out;
     }
     out.passedFlags = i + 1;
     for (let w = 0; w < parties; w++) {
@@ -342,7 +345,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       Atomics.store(sync, SYNC_STEPS_DONE, i + 1);
       Atomics.notify(sync, SYNC_STEPS_DONE);
     };
-    if (!barrier(sync, parties, ++generation, timeout(), decide)) return out;
+    if (!barrier(sync, parties, ++generation, timeout(), spinMs, decide)) return out;
     claims.chunks = 0;
     claims.rows = 0;
     if (Atomics.load(sync, SYNC_DECISION) !== 0) {
