@@ -87,8 +87,8 @@ export function rowBlocks(layout: Layout): RowRange[] {
     const nIn = sizes[k - 1];
     const w0 = layout.wOffset[k - 1];
     const b0 = layout.bOffset[k - 1];
+    const tail = sizes[k] - TAIL_ROWS; // rows from here on go in blocks of TAIL_BLOCK_ROWS
     for (let o = 0, end = 0; o < sizes[k]; o = end) {
-      const tail = sizes[k] - TAIL_ROWS;
       end = Math.min(sizes[k], o < tail ? Math.min(tail, o + ROWS_PER_BLOCK) : o + TAIL_BLOCK_ROWS);
       blocks.push({ layer: k, begin: o, end, ranges: [[w0 + o * nIn, w0 + end * nIn], [b0 + o, b0 + end]] });
     }
