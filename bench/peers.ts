@@ -15,7 +15,7 @@
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { Trainer, createModel } from '../src/index.js';
-import { LR, SEED, type BenchConfig } from './config.js';
+import { LR, PEER_PACKAGES, SEED, installHint, missingPackages, type BenchConfig } from './config.js';
 import { measure, type Stats } from './measure.js';
 import type { PeerRow, PeersResult } from './results.js';
 import { DataBank, modelOptions, netLabel, weightCount, workload } from './workloads.js';
@@ -34,7 +34,8 @@ async function loadTf(): Promise<Tf | string> {
     await import('@tensorflow/tfjs-backend-cpu');
     tfl = await import('@tensorflow/tfjs-layers');
   } catch (err) {
-    return `TensorFlow.js is not installed (${firstLine(err)}); npm install to get the devDependencies`;
+    const missing = missingPackages(PEER_PACKAGES);
+    return missing.length > 0 ? `TensorFlow.js is missing: ${installHint(missing)}` : `TensorFlow.js did not load (${firstLine(err)})`;
   }
   try {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');

