@@ -3,9 +3,60 @@
 /** A bad option passed to the library: names the option and the value received. */
 export class OptionError extends TypeError {
   readonly code = 'BPTRAIN_OPTION';
-  constructor(readonly option: string, readonly received: unknown, expected: string) {
-    super(`${option} must be ${expected}; received ${describe(received)}`);
+  /** `message` replaces the usual "OPTION must be EXPECTED; received VALUE". */
+  constructor(readonly option: string, readonly received: unknown, expected: string, message?: string) {
+    super(message ?? `${option} must be ${expected}; received ${describe(received)}`);
     this.name = 'OptionError';
+  }
+}
+
+/**
+ * Checks the keys of an options object before anything reads it: a misspelt option (`epoch`,
+ * `learningRate`, `batch_size`) would otherwise be ignored and its default used without a word,
+ * and null is not "the default" (leave the option out, or pass undefined). `what` names the
+ * options in the message, e.g. "fit options".
+ */
+export function checkOptionKeys(options: object, known: readonly string[], what: string): void {
+  for (const [key, value] of Object.entries(options)) {
+    if (!known.includes(key)) {
+      const near = closestName(key, known);
+      throw new OptionError(key, value, '', `${key} is not one of the ${what}${near !== undefined ? ` (did you mean ${near}?)` : ''}; they are: ${known.join(', ')}`);
+    }
+    if (value === null) throw new OptionError(key, value, 'a value, or left out (undefined) for its default');
+  }
+}
+
+/** The known name closest to `name`: the same letters ignoring case, '_' and '-', or at most
+ *  two edits away (and closer than any other). */
+function closestName(name: string, known: readonly string[]): string | undefined {
+  const bare = (s: string): string => s.toLowerCase().replace(/[_-]/g, '');
+  const exact = known.find((k) => bare(k) === bare(name));
+  if (exact !== undefined) return exact;
+  let best: string | undefined;
+  let bestD = 3;
+  for (const k of known) {
+    const d = editDistance(bare(name), bare(k));
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/** A Trainer used when it cannot be: closed, or already running a fit or evaluate. */
+export class StateError extends Error {
+  readonly code = 'BPTRAIN_STATE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'StateError';
   }
 }
 

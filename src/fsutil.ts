@@ -26,7 +26,12 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
   } catch (err) {
     await handle?.close().catch(() => {});
     await fsp.rm(tmp, { force: true }).catch(() => {});
-    throw err;
+    // The system's message names the temporary file, which the caller never asked for.
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason = code === 'ENOENT' ? `the directory ${path.dirname(file)} does not exist`
+      : code === 'EACCES' || code === 'EPERM' ? `no permission to write in ${path.dirname(file)}`
+      : code === 'ENOSPC' ? 'no space left on the device' : (err as Error).message;
+    throw Object.assign(new Error(`cannot write ${file}: ${reason}`, { cause: err }), { code });
   }
 }
 

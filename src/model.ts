@@ -7,7 +7,7 @@ import {
   Activation, HIDDEN_ACTIVATIONS, HiddenActivation, Layout, LOSSES, Loss, MAX_LAYER_SIZE, MAX_PARAMS, NetSpec,
   OUTPUT_ACTIVATIONS, OutputActivation, ParamViews, checkSpec, makeLayout, paramViews, sharedFloat64,
 } from './layout.js';
-import { ModelFormatError, OptionError } from './errors.js';
+import { ModelFormatError, OptionError, checkOptionKeys } from './errors.js';
 import { Rng } from './rng.js';
 import { forwardBlock, gatherBlock, makeWorkspace } from './backprop.js';
 import { writeFileAtomic } from './fsutil.js';
@@ -40,15 +40,17 @@ export interface ModelOptions {
   /** Layer sizes [n0, n1, …, nL], input size first, e.g. [2, 3, 2, 1]. */
   layers: number[];
   /** Activation of the hidden layers: one name for all, or one per hidden layer. @default 'relu' */
-  hidden?: HiddenActivation | HiddenActivation[];
+  hidden?: HiddenActivation | HiddenActivation[] | undefined;
   /** Output activation. @default 'softmax' with loss cross-entropy, 'sigmoid' with binary-cross-entropy,
    *  'linear' with mse; without a loss: 'sigmoid' for one output, 'softmax' for several. */
-  output?: OutputActivation;
+  output?: OutputActivation | undefined;
   /** @default 'cross-entropy' for softmax, 'binary-cross-entropy' for sigmoid, 'mse' otherwise */
-  loss?: Loss;
+  loss?: Loss | undefined;
   /** Seed of the initial weights. @default 1 */
-  seed?: number;
+  seed?: number | undefined;
 }
+
+const MODEL_OPTION_KEYS = Object.keys({ layers: 1, hidden: 1, output: 1, loss: 1, seed: 1 } satisfies Record<keyof ModelOptions, 1>);
 
 export const MODEL_FORMAT = 'bptrain-model';
 export const MODEL_VERSION = 1;
@@ -91,13 +93,21 @@ export class Model {
 
   /** Network outputs for raw inputs, one row per sample (normalisation applied if the model has it). */
   predict(inputs: ArrayLike<ArrayLike<number>>): number[][] {
+    if (inputs === null || typeof inputs !== 'object' || typeof inputs.length !== 'number')
+      throw new OptionError('inputs', inputs, 'an array of input rows');
     const n = inputs.length;
     const n0 = this.inputs;
     const X = new Float64Array(n * n0);
     for (let i = 0; i < n; i++) {
       const row = inputs[i];
-      if (row.length !== n0) throw new OptionError(`inputs[${i}]`, row, `${n0} numbers`);
-      for (let j = 0; j < n0; j++) X[i * n0 + j] = row[j];
+      if (row === null || typeof row !== 'object' || row.length !== n0) throw new OptionError(`inputs[${i}]`, row, `${n0} numbers`);
+      for (let j = 0; j < n0; j++) {
+        // A NaN would come out as a plausible number (relu maps it to 0), and a string as whatever
+        // it coerces to: refuse both.
+        const v = row[j];
+        if (typeof v !== 'number' || !Number.isFinite(v)) throw new OptionError(`inputs[${i}][${j}]`, v, 'a finite number');
+        X[i * n0 + j] = v;
+      }
     }
     const out = this.forward(X, n);
     const m = this.outputs;
@@ -168,6 +178,7 @@ export interface ModelFile {
 /** Resolves ModelOptions (defaults, validation) into a network spec. */
 export function resolveModelSpec(options: ModelOptions): NetSpec {
   if (options === null || typeof options !== 'object') throw new OptionError('options', options, 'an object');
+  checkOptionKeys(options, MODEL_OPTION_KEYS, 'model options');
   const { layers } = options;
   if (!Array.isArray(layers)) throw new OptionError('layers', layers, 'an array of layer sizes, e.g. [2, 3, 2, 1]');
   const L = layers.length - 1;

@@ -20,20 +20,20 @@ import { createReadStream } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { DataError, OptionError } from './errors.js';
+import { DataError, OptionError, checkOptionKeys } from './errors.js';
 
 export interface ReaderOptions {
   /** vector form: field holding the input vector. @default 'x' */
-  xField?: string;
+  xField?: string | undefined;
   /** field holding the target. @default 'y' */
-  yField?: string;
+  yField?: string | undefined;
   /** record form: named numeric input fields (then xField is not used); other fields ignored */
-  features?: string[];
+  features?: string[] | undefined;
   /** record form: label field. @default yField */
-  label?: string;
+  label?: string | undefined;
   /** When false, a missing target (absent field, or `null`) is allowed (predict); a present target
    *  is still validated. @default true */
-  requireTarget?: boolean;
+  requireTarget?: boolean | undefined;
 }
 
 /** One data line: its 1-based physical line number, its inputs and its (validated) raw target. */
@@ -59,6 +59,9 @@ interface Resolved {
   features: string[] | undefined;
   requireTarget: boolean;
 }
+
+/** The option names of ReaderOptions (the compiler checks that none is missing or extra). */
+export const READER_OPTION_KEYS = Object.keys({ xField: 1, yField: 1, features: 1, label: 1, requireTarget: 1 } satisfies Record<keyof ReaderOptions, 1>);
 
 function resolveOptions(o: ReaderOptions): Resolved {
   const name = (key: 'xField' | 'yField' | 'label', v: unknown, dflt: string): string => {
@@ -88,6 +91,8 @@ function resolveOptions(o: ReaderOptions): Resolved {
  */
 export function readRecords(file: string, options: ReaderOptions = {}): AsyncGenerator<RawRecord> {
   if (typeof file !== 'string' || file === '') throw new OptionError('file', file, "a file name or '-'");
+  if (options === null || typeof options !== 'object') throw new OptionError('options', options, 'an object');
+  checkOptionKeys(options, READER_OPTION_KEYS, 'reader options');
   return records(file, resolveOptions(options));
 }
 

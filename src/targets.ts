@@ -16,9 +16,9 @@
 // first target that differs. Label → index tables are Maps, so labels such as "__proto__" are
 // ordinary keys.
 
-import type { Dataset } from './dataset.js';
-import { DataError, OptionError } from './errors.js';
-import { readRecords, sourceName, type ReaderOptions } from './ndjson-reader.js';
+import { markChecked, type Dataset } from './dataset.js';
+import { DataError, OptionError, checkOptionKeys } from './errors.js';
+import { READER_OPTION_KEYS, readRecords, sourceName, type ReaderOptions } from './ndjson-reader.js';
 
 export type TargetKind = 'binary' | 'classes' | 'regression';
 
@@ -314,12 +314,14 @@ function growInt(a: Int32Array, need: number): Int32Array {
 export interface LoadOptions extends ReaderOptions {
   /** Encode with this encoding (evaluate, or train --init) instead of inferring one; labels it
    *  does not know are DataErrors at their line. */
-  encoding?: TargetEncoding;
+  encoding?: TargetEncoding | undefined;
   /** The network's output size, when known (guides inference). */
-  outputsHint?: number;
+  outputsHint?: number | undefined;
   /** The network's input size, when known: a different x length fails at the first record. */
-  inputsHint?: number;
+  inputsHint?: number | undefined;
 }
+
+const LOAD_OPTION_KEYS = [...READER_OPTION_KEYS, ...Object.keys({ encoding: 1, outputsHint: 1, inputsHint: 1 } satisfies Record<Exclude<keyof LoadOptions, keyof ReaderOptions>, 1>)];
 
 /**
  * Reads a whole file into a Dataset. x and y grow in typed arrays by doubling (no number[][]).
@@ -329,6 +331,9 @@ export interface LoadOptions extends ReaderOptions {
  * use readRecords for predictions). Sets `lines` and `source` on the Dataset.
  */
 export async function loadDataset(file: string, options: LoadOptions = {}): Promise<{ dataset: Dataset; encoding: TargetEncoding }> {
+  if (typeof file !== 'string' || file === '') throw new OptionError('file', file, "a file name or '-'");
+  if (options === null || typeof options !== 'object') throw new OptionError('options', options, 'an object');
+  checkOptionKeys(options, LOAD_OPTION_KEYS, 'loadDataset options');
   if (options.requireTarget === false) throw new OptionError('requireTarget', false, 'true for loadDataset (every sample needs a target)');
   const given = options.encoding;
   if (given !== undefined) checkEncoding(given);
@@ -428,5 +433,6 @@ export async function loadDataset(file: string, options: LoadOptions = {}): Prom
     lines: lines.slice(0, n),
     source: name,
   };
+  markChecked(dataset.x, dataset.y); // the reader refused every non-finite value at its line
   return { dataset, encoding };
 }

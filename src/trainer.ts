@@ -15,7 +15,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { Model, computeGradient, normalizeInPlace } from './model.js';
-import { Dataset, checkDatasetFits, toShared } from './dataset.js';
+import { Dataset, checkDatasetFits, nonFiniteError, toShared } from './dataset.js';
 import {
   CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, applyRowBlock, blockMemory, chunkCount, chunkStat, makeContext, rowBlocks, stepBatch,
   runChunks,
@@ -23,7 +23,7 @@ import {
 import { STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask, syncLength } from './protocol.js';
 import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep } from './optim.js';
 import { Rng } from './rng.js';
-import { NumericError, OptionError, WorkerError, describe } from './errors.js';
+import { NumericError, OptionError, StateError, WorkerError, checkOptionKeys, describe } from './errors.js';
 import { sharedFloat64 } from './layout.js';
 import { Act } from './layout.js';
 import {
@@ -34,65 +34,75 @@ import { mainHooks } from './testhooks.js';
 
 export interface TrainerOptions {
   /** Worker threads: a number ≥ 1, or 'auto' (one thread for networks too small to gain from more,
-   *  else up to the available cores). A step uses at most one thread per 32 samples of the batch.
-   *  More threads than cores only slow training down: the threads meet at barriers three times a
+   *  else up to the available cores). A step's forward and δ pass runs 32 samples per thread at a
+   *  time, so threads beyond one per 32 samples of the batch share only the gradient sums and the
+   *  optimizer update. At most 32 threads. More threads than cores only slow training down: the threads meet at barriers three times a
    *  step, and each waits for the slowest. @default 'auto' */
-  threads?: number | 'auto';
+  threads?: number | 'auto' | undefined;
   /** Heap limit of each worker thread in MiB: a worker that runs out is ended and fit rejects,
    *  instead of the whole process running out of memory. @default Node's default */
-  workerHeapMb?: number;
+  workerHeapMb?: number | undefined;
 }
 
 export interface FitOptions {
   /** @default 10 */
-  epochs?: number;
+  epochs?: number | undefined;
   /** Minibatch size; the last, partial minibatch of an epoch is used and averaged over its own size. @default 32 */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /** @default 'sgd' */
-  optimizer?: 'sgd' | 'adam';
+  optimizer?: 'sgd' | 'adam' | undefined;
   /** Learning rate. @default 0.01 for sgd, 0.001 for adam */
-  lr?: number;
+  lr?: number | undefined;
   /** SGD momentum μ. @default 0 */
-  momentum?: number;
+  momentum?: number | undefined;
   /** SGD Nesterov momentum. @default false */
-  nesterov?: boolean;
+  nesterov?: boolean | undefined;
   /** L2 penalty added to the gradient (PyTorch's weight_decay). @default 0 */
-  weightDecay?: number;
+  weightDecay?: number | undefined;
   /** Adam β1. @default 0.9 */
-  beta1?: number;
+  beta1?: number | undefined;
   /** Adam β2. @default 0.999 */
-  beta2?: number;
+  beta2?: number | undefined;
   /** Adam ε. @default 1e-8 */
-  eps?: number;
+  eps?: number | undefined;
   /** Shuffle the samples every epoch with the seeded generator. @default true */
-  shuffle?: boolean;
+  shuffle?: boolean | undefined;
   /** Seed of the shuffles. @default 1 */
-  seed?: number;
+  seed?: number | undefined;
   /** Data evaluated after every epoch (val_loss, val_accuracy). */
-  validation?: Dataset;
+  validation?: Dataset | undefined;
   /** Stop after this many epochs without improvement of val_loss (or loss without validation data),
    *  and restore the best weights at the end. @default undefined (no early stopping) */
-  patience?: number;
+  patience?: number | undefined;
   /** Aborts training: fit rejects with the signal's reason (an AbortError by default). */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Called after every epoch with its metrics. */
-  onEpoch?: (stats: EpochStats) => void | Promise<void>;
+  onEpoch?: ((stats: EpochStats) => void | Promise<void>) | undefined;
   /** Called after every step, in order (keep it cheap). On the pool the workers run many steps
    *  per round trip and report each as it completes, so when onStep runs, the model's weights may
    *  already include later steps, even part of one. If it throws, training stops after the step
    *  in progress and fit rejects with that error. */
-  onStep?: (progress: StepProgress) => void;
+  onStep?: ((progress: StepProgress) => void) | undefined;
   /** Write a checkpoint to this file after every epoch, every `checkpointEvery` steps, and when
    *  the fit is aborted (see checkpoint.ts). Written atomically. */
-  checkpoint?: string;
+  checkpoint?: string | undefined;
   /** Also write the checkpoint every N steps. */
-  checkpointEvery?: number;
+  checkpointEvery?: number | undefined;
   /** Continue from a checkpoint (its file, or the object from loadCheckpoint). The model, data and
    *  options must be the ones it was written with; anything else is refused, saying what differs. */
-  resume?: string | Checkpoint;
+  resume?: string | Checkpoint | undefined;
   /** Clip the batch-mean gradient to this L2 norm before the optimizer step. */
-  clipNorm?: number;
+  clipNorm?: number | undefined;
 }
+
+// The option names, as objects with every key of the interface (the compiler checks that none is
+// missing or extra), so that a misspelt option is refused rather than ignored (checkOptionKeys).
+const TRAINER_OPTION_KEYS = Object.keys({ threads: 1, workerHeapMb: 1 } satisfies Record<keyof TrainerOptions, 1>);
+const FIT_OPTION_KEYS = Object.keys({
+  epochs: 1, batchSize: 1, optimizer: 1, lr: 1, momentum: 1, nesterov: 1, weightDecay: 1, beta1: 1, beta2: 1, eps: 1,
+  shuffle: 1, seed: 1, validation: 1, patience: 1, signal: 1, onEpoch: 1, onStep: 1, checkpoint: 1, checkpointEvery: 1,
+  resume: 1, clipNorm: 1,
+} satisfies Record<keyof FitOptions, 1>);
 
 /** FitOptions after resolveFitOptions: defaults filled in, the optimizer's settings gathered. */
 export interface ResolvedFitOptions
@@ -183,6 +193,8 @@ export class Trainer {
 
   constructor(model: Model, options: TrainerOptions = {}) {
     if (!(model instanceof Model)) throw new OptionError('model', model, 'a Model (createModel or loadModel)');
+    if (options === null || typeof options !== 'object') throw new OptionError('options', options, 'an object');
+    checkOptionKeys(options, TRAINER_OPTION_KEYS, 'Trainer options');
     const threads = options.threads ?? 'auto';
     if (threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1 && threads <= 256))
       throw new OptionError('threads', threads, "an integer from 1 to 256, or 'auto'");
@@ -220,7 +232,7 @@ export class Trainer {
   /** Ends every worker thread. The trainer cannot be used afterwards. Refused while a fit or an
    *  evaluate runs (stop a fit with its `signal` first). */
   async close(): Promise<void> {
-    if (this.busy) throw new Error('close() while fit or evaluate is running: abort the fit (its signal) and wait for it to settle first');
+    if (this.busy) throw new StateError('close() while fit or evaluate is running: abort the fit (its signal) and wait for it to settle first');
     this.closed = true;
     this.scratch.clear();
     await this.destroyPool();
@@ -233,7 +245,7 @@ export class Trainer {
   /** Threads a fit with this batch size would use. */
   threadsFor(batchSize: number): number {
     const chunks = chunkCount(batchSize, CHUNK_SIZE);
-    if (this.threadsOption !== 'auto') return Math.min(this.threadsOption, Math.max(chunks, 1), ROUND_CHUNKS);
+    if (this.threadsOption !== 'auto') return Math.min(this.threadsOption, ROUND_CHUNKS);
     // A step on the pool pays three barriers and the threads' misses on memory another thread
     // wrote; on a busy machine a thread descheduled for a moment holds up the others. So a step
     // must carry a few hundred microseconds of arithmetic per thread (2 MFLOP at ~7 GFLOP/s)
@@ -248,8 +260,8 @@ export class Trainer {
   // -------------------------------------------------------------------------------------------
 
   private enter(): void {
-    if (this.closed) throw new Error('this Trainer is closed');
-    if (this.busy) throw new Error('this Trainer is already running fit or evaluate; use one Trainer per concurrent job');
+    if (this.closed) throw new StateError('this Trainer is closed');
+    if (this.busy) throw new StateError('this Trainer is already running fit or evaluate; use one Trainer per concurrent job');
     this.busy = true;
   }
 
@@ -618,7 +630,7 @@ export class Trainer {
         if (bad !== null) {
           const { start, size } = stepBatch(B, N, step);
           const where = locateNonFinite(model, data, order, start, size);
-          throw new NumericError(`non-finite ${bad} in epoch ${epoch}, step ${step + 1}${where}; training stopped and the weights are those from before this step (try a lower learning rate, --normalize standard, or --clip-norm)`, epoch, step + 1);
+          throw new NumericError(`non-finite ${bad} in epoch ${epoch}, step ${step + 1}${where}; training stopped and the weights are those from before this step (try a lower learning rate: lr, --lr; standardised inputs: --normalize standard; or gradient clipping: clipNorm, --clip-norm)`, epoch, step + 1);
         }
         if (opts.checkpointEvery !== undefined && globalStep % opts.checkpointEvery === 0 && step < steps) await writeCheckpoint(epoch, step);
         // Keep the event loop responsive when the steps run on this thread.
@@ -668,6 +680,9 @@ function locateNonFinite(model: Model, data: Dataset, order: Int32Array, start: 
   const { inputDim: n0, targetDim: m } = data;
   for (let s = 0; s < size; s++) {
     const r = order[start + s];
+    // Data changed after it was checked (see dataset.ts checkFinite) can hold a NaN: say so.
+    const bad = nonFiniteError(data, r);
+    if (bad !== null) throw bad;
     const one: Dataset = { size: 1, inputDim: n0, targetDim: m, x: data.x.subarray(r * n0, (r + 1) * n0), y: data.y.subarray(r * m, (r + 1) * m) };
     const { loss, grad } = computeGradient(model, one);
     if (Number.isFinite(loss) && allFinite(grad)) continue;
@@ -734,7 +749,7 @@ const positiveInt = (name: string, v: unknown, max = 1e9): number => {
 };
 const number = (name: string, v: unknown, lo: number, hi: number, loOpen = false, hiOpen = false): number => {
   const ok = typeof v === 'number' && Number.isFinite(v) && (loOpen ? v > lo : v >= lo) && (hiOpen ? v < hi : v <= hi);
-  if (!ok) throw new OptionError(name, v, `a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}`);
+  if (!ok) throw new OptionError(name, v, `a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen || hi === Infinity ? ')' : ']'}`);
   return v as number;
 };
 
@@ -746,6 +761,7 @@ const nonEmpty = (name: string, v: unknown): string => {
 /** Checks every option and fills in the defaults; throws OptionError naming the option. */
 export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
   if (o === null || typeof o !== 'object') throw new OptionError('options', o, 'an object');
+  checkOptionKeys(o, FIT_OPTION_KEYS, 'fit options');
   const kind = o.optimizer ?? 'sgd';
   if (kind !== 'sgd' && kind !== 'adam') throw new OptionError('optimizer', kind, "'sgd' or 'adam'");
   const lr = number('lr', o.lr ?? (kind === 'sgd' ? 0.01 : 0.001), 0, Infinity, true);

@@ -59,6 +59,20 @@ describe('bitwise-identical weights after 3 epochs for threads 1, 2, 3, 4, 8', (
     const reference = await run(1);
     for (const t of [2, 3, 8]) expect(sameBits(await run(t), reference), `threads=${t}`).toBe(true);
   });
+  it('more threads than chunks (batches of 32 and 64: 1 and 2 chunks; the extra threads share the gradient sums)', async () => {
+    for (const batchSize of [32, 64]) {
+      const run = async (threads: number) => {
+        const model = createModel({ layers: LAYERS, hidden: 'tanh', output: 'softmax', seed: 9 });
+        const trainer = new Trainer(model, { threads });
+        expect(trainer.threadsFor(batchSize)).toBe(threads);
+        await trainer.fit(data, { epochs: 1, batchSize, optimizer: 'adam', lr: 0.01, seed: 5 });
+        await trainer.close();
+        return Float64Array.from(model.params);
+      };
+      const reference = await run(1);
+      for (const t of [2, 3, 8]) expect(sameBits(await run(t), reference), `batch ${batchSize}, threads=${t}`).toBe(true);
+    }
+  });
   it('minibatches larger than one round (1,100 samples: 35 chunks, in rounds of 32)', async () => {
     const big = randomData(44, 2300, 12, 4, 'cross-entropy');
     const run = async (threads: number) => {

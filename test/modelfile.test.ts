@@ -9,6 +9,13 @@ import { sameBits } from './helpers.js';
 const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-model-'));
 
 describe('model file', () => {
+  it('saving into a directory that does not exist names the file asked for, not a temporary one', async () => {
+    const file = path.join(dir, 'no-such-dir', 'm.json');
+    const err = await saveModel(createModel({ layers: [2, 1] }), file).catch((e: unknown) => e as Error & { code?: string });
+    expect(err.message).toBe(`cannot write ${file}: the directory ${path.dirname(file)} does not exist`);
+    expect(err.code).toBe('ENOENT');
+    expect(err.message).not.toMatch(/\.tmp/);
+  });
   it("writes the documented layout: layers[k].weights[m][n] is W(k+1) row m, column n", async () => {
     const model = createModel({ layers: [2, 3, 2, 1], hidden: 'sigmoid', output: 'sigmoid', seed: 7 });
     const file = path.join(dir, 'm.json');

@@ -604,3 +604,11 @@ describe('loadDataset', () => {
     await expect(loadDataset(good('basic.ndjson'), { encoding: { kind: 'classes', outputs: 2 } })).rejects.toBeInstanceOf(OptionError);
   });
 });
+
+describe('options of readRecords and loadDataset', () => {
+  it('a misspelt option is refused, naming the nearest real one', async () => {
+    expect(() => readRecords(good('basic.ndjson'), { xfield: 'x' } as never)).toThrow(/xfield is not one of the reader options \(did you mean xField\?\)/);
+    await expect(loadDataset(good('basic.ndjson'), { labels: 'y' } as never)).rejects.toThrow(/labels is not one of the loadDataset options \(did you mean label\?\)/);
+    await expect(loadDataset(good('basic.ndjson'), { outputHint: 2 } as never)).rejects.toBeInstanceOf(OptionError);
+  });
+});
