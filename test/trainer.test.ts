@@ -1,6 +1,7 @@
 // The trainer as a service uses it: options, abort, close, events, two trainers at once.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { DataError, OptionError, StateError, Trainer, createModel, makeDataset, type Dataset } from '../src/index.js';
 import { randomData, sameBits } from './helpers.js';
@@ -97,6 +98,18 @@ describe('options are validated before any work', () => {
     expect(() => model.predict([[1, NaN, 2]])).toThrow(/inputs\[0\]\[1\] must be a finite number; received NaN/);
     expect(() => model.predict([['1', 2, 3]] as never)).toThrow(/inputs\[0\]\[0\] must be a finite number; received "1" \(string\)/);
     expect(() => model.predict(5 as never)).toThrow(/inputs must be an array of input rows/);
+  });
+  it("threads: 'auto' takes threads beyond one per chunk only when the gradient sums alone carry enough work", async () => {
+    const cores = availableParallelism();
+    const tiny = new Trainer(createModel({ layers: [2, 3, 2, 1] }), { threads: 'auto' });
+    const mnist = new Trainer(createModel({ layers: [784, 128, 64, 10] }), { threads: 'auto' });
+    expect([32, 256, 4096].map((b) => tiny.threadsFor(b))).toEqual([1, 1, 1]); // too little arithmetic for a second thread
+    expect(mnist.threadsFor(16)).toBe(1); // 1 chunk; its sums alone would give 1.7 MFLOP a thread
+    expect(mnist.threadsFor(32)).toBe(Math.min(2, cores)); // 1 chunk; its sums share out on 2 threads
+    expect(mnist.threadsFor(256)).toBe(Math.min(8, cores)); // a thread per chunk, up to the cores
+    const explicit = new Trainer(createModel({ layers: [2, 3, 2, 1] }), { threads: 8 });
+    expect(explicit.threadsFor(16)).toBe(8); // asked for: the extra threads share the sums
+    await Promise.all([tiny.close(), mnist.close(), explicit.close()]);
   });
   it('a closed trainer, or one already fitting, refuses with a StateError', async () => {
     const trainer = new Trainer(model, { threads: 1 });
