@@ -37,6 +37,12 @@ export interface RunSettings {
   optimizer: OptimizerOptions;
   patience: number | null;
   validation: boolean;
+  /** The gradient clipping norm, or null. (Absent in checkpoints written before it was recorded:
+   *  read as null.) */
+  clipNorm?: number | null;
+  /** A digest of the model's input normalisation (mean and std), or null without one: a run
+   *  resumed without the normalisation would feed the weights raw inputs. (Absent: null.) */
+  normalization?: string | null;
 }
 
 export interface Checkpoint {
@@ -156,7 +162,11 @@ export function compareCheckpoint(c: Checkpoint, spec: NetSpec, settings: RunSet
       const ao = a.optimizer as Record<string, unknown>, bo = b.optimizer as Record<string, unknown>;
       for (const ok of new Set([...Object.keys(ao ?? {}), ...Object.keys(bo)]))
         if (!same(ao?.[ok], bo[ok])) diffs.push(`${ok === 'kind' ? 'optimizer' : ok}: checkpoint ${JSON.stringify(ao?.[ok])}, now ${JSON.stringify(bo[ok])}`);
-    } else if (!same(a[k], b[k])) diffs.push(`${k}: checkpoint ${JSON.stringify(a[k])}, now ${JSON.stringify(b[k])}`);
+    } else if (k === 'normalization') {
+      const was = a[k] ?? null, now = b[k] ?? null;
+      const say = (v: unknown): string => (v === null ? 'none' : 'standardised inputs (mean/std from the training data)');
+      if (was !== now) diffs.push(`input normalisation: checkpoint ${say(was)}, now ${was !== null && now !== null ? 'a different mean/std' : say(now)}`);
+    } else if (!same(a[k] ?? null, b[k] ?? null)) diffs.push(`${k}: checkpoint ${JSON.stringify(a[k] ?? null)}, now ${JSON.stringify(b[k] ?? null)}`);
   }
   return diffs;
 }

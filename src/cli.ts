@@ -8,14 +8,11 @@ import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isProgram } from './fsutil.js';
-import { evaluateCommand, initCommand, predictCommand, trainCommand, type Io } from './commands.js';
+import { Interrupted, UsageError, evaluateCommand, initCommand, predictCommand, trainCommand, type Io } from './commands.js';
 import { HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS } from './layout.js';
 import type { InputFields } from './model.js';
 
-/** A bad flag: reported with exit code 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+export { Interrupted, UsageError };
 
 type Raw = Record<string, unknown>;
 
@@ -42,6 +39,9 @@ function num(raw: Raw, name: string, o: { int?: boolean; min?: number; max?: num
   return v;
 }
 
+/** Largest layer size (as the library's createModel). */
+const MAX_LAYER = 1 << 20;
+
 function intList(raw: Raw, name: string): number[] | undefined {
   const s = single(raw, name);
   if (s === undefined) return undefined;
@@ -49,7 +49,15 @@ function intList(raw: Raw, name: string): number[] | undefined {
   const values = parts.map(Number);
   if (parts.some((p) => p === '') || values.some((v) => !Number.isInteger(v) || v < 1))
     throw new UsageError(`--${name} must be a comma-separated list of positive integers, e.g. 784,128,64,10; received ${JSON.stringify(s)}`);
+  if (values.some((v) => v > MAX_LAYER)) throw new UsageError(`--${name}: a layer has at most ${MAX_LAYER} units; received ${JSON.stringify(s)}`);
   return values;
+}
+
+/** --layers: all sizes, input first, at least an input and an output. */
+function layerList(raw: Raw): number[] | undefined {
+  const layers = intList(raw, 'layers');
+  if (layers !== undefined && layers.length < 2) throw new UsageError(`--layers needs at least an input and an output size; received ${JSON.stringify(raw.layers)}`);
+  return layers;
 }
 
 function choice<T extends string>(raw: Raw, name: string, allowed: readonly T[]): T | undefined {
@@ -118,7 +126,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('quiet', { type: 'boolean', describe: 'Print nothing' })
         .example('$0 init --layers 2,3,2,1 --hidden sigmoid --output sigmoid --seed 7 --out init.json', 'the tutorial network, untrained'),
       run((raw) => initCommand({
-        layers: intList(raw, 'layers')!,
+        layers: layerList(raw)!,
         hidden: choice(raw, 'hidden', HIDDEN_ACTIVATIONS)!,
         output: choice(raw, 'output', OUTPUT_ACTIVATIONS),
         loss: choice(raw, 'loss', LOSSES),
@@ -159,14 +167,13 @@ export function buildParser(argv: string[], io: Io): Argv {
         .example('$0 train --data data/tutorial-train.ndjson --layers 2,3,2,1 --hidden sigmoid --output sigmoid --lr 0.5 --momentum 0.9 --batch 16 --epochs 60 --out model.json', "the tutorial's network")
         .example('$0 train --data iris.ndjson --features sepal_length,sepal_width --label species --hidden-layers 16 --optimizer adam --validation-split 0.2 --normalize standard', 'record form, string labels'),
       run((raw) => {
-        const layers = intList(raw, 'layers');
+        const layers = layerList(raw);
         const hiddenLayers = raw['hidden-layers'] === '' ? [] : intList(raw, 'hidden-layers');
         const init = str(raw, 'init');
         if (layers !== undefined && hiddenLayers !== undefined) throw new UsageError('give --layers or --hidden-layers, not both');
         if (init !== undefined && (layers !== undefined || hiddenLayers !== undefined)) throw new UsageError('--init takes the layers from the model file; drop --layers/--hidden-layers');
         if (init === undefined && layers === undefined && hiddenLayers === undefined)
           throw new UsageError('say what network to train: --layers 784,128,64,10, --hidden-layers 128,64, or --init model.json');
-        if (layers !== undefined && layers.length < 2) throw new UsageError(`--layers needs at least an input and an output size; received ${JSON.stringify(raw.layers)}`);
         const validation = str(raw, 'validation');
         const validationSplit = num(raw, 'validation-split', { gt: 0, lt: 1 });
         if (validation !== undefined && validationSplit !== undefined) throw new UsageError('give --validation or --validation-split, not both');
@@ -186,8 +193,8 @@ export function buildParser(argv: string[], io: Io): Argv {
           optimizer,
           lr: num(raw, 'lr', { gt: 0 }),
           momentum,
-          batch: num(raw, 'batch', { int: true, min: 1 })!,
-          epochs: num(raw, 'epochs', { int: true, min: 1 })!,
+          batch: num(raw, 'batch', { int: true, min: 1, max: 1 << 20 })!,
+          epochs: num(raw, 'epochs', { int: true, min: 1, max: 1e7 })!,
           threads: threads(raw),
           seed: num(raw, 'seed', { int: true })!,
           shuffle: raw.shuffle !== false,
@@ -246,22 +253,21 @@ class RuntimeExit extends Error {
   }
 }
 
-/** The reason an interrupted run was aborted with. */
-export class Interrupted extends Error {
-  constructor(readonly signalName: 'SIGINT' | 'SIGTERM') {
-    super(`interrupted by ${signalName}`);
-    this.name = 'AbortError';
-  }
-  get exitCode(): number {
-    return this.signalName === 'SIGINT' ? 130 : 143;
-  }
-}
-
-/** Runs the CLI; resolves with the exit code. SIGINT/SIGTERM abort training at the next step
- *  (the checkpoint, when asked for, is written first) and give exit codes 130/143. */
+/** Runs the CLI; resolves with the exit code. SIGINT/SIGTERM stop any command: training after the
+ *  step in progress (the checkpoint, when asked for, is written first), reading and predicting at
+ *  the next line; exit codes 130/143, and no output file is left half-written. A second signal
+ *  while the first is being honoured ends the process at once (a step of a large network can
+ *  take seconds). */
 export async function main(argv: string[], io: Io): Promise<number> {
   const controller = new AbortController();
-  const onSignal = (name: 'SIGINT' | 'SIGTERM') => () => controller.abort(new Interrupted(name));
+  const onSignal = (name: 'SIGINT' | 'SIGTERM') => () => {
+    if (controller.signal.aborted) {
+      io.stderr.write(`bptrain: ${name} again: stopping at once\n`);
+      process.exit(name === 'SIGINT' ? 130 : 143);
+    }
+    io.stderr.write(`bptrain: ${name}: stopping (${name === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again to stop at once)\n`);
+    controller.abort(new Interrupted(name));
+  };
   const onInt = onSignal('SIGINT'), onTerm = onSignal('SIGTERM');
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
@@ -271,7 +277,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   } catch (err) {
     if (err instanceof RuntimeExit) return err.code;
     if (err instanceof Interrupted) {
-      io.stderr.write(`bptrain: ${err.message}; nothing was written to --out${argv.includes('--checkpoint') || argv.includes('--resume') ? ', the checkpoint is up to date' : ''}\n`);
+      io.stderr.write(`bptrain: ${err.message}; ${err.outcome}\n`);
       return err.exitCode;
     }
     const usage = err instanceof UsageError || (err as Error)?.name === 'YError';

@@ -2,8 +2,9 @@
 // (parsed by cli.ts) and returns normally or throws; cli.ts maps errors to messages and exit codes.
 // Nothing here reads process.argv or calls process.exit.
 
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { createWriteStream, promises as fsp, realpathSync, statSync, accessSync, constants as fsc } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { once } from 'node:events';
 import {
   Model, computeNormalization, createModel, loadModel, saveModel,
@@ -13,11 +14,92 @@ import { Trainer, type EpochStats, type FitOptions } from './trainer.js';
 import { splitDataset, type Dataset } from './dataset.js';
 import { loadDataset, decodeOutput } from './targets.js';
 import { readRecords, type ReaderOptions } from './ndjson-reader.js';
-import { DataError } from './errors.js';
+import { DataError, OptionError } from './errors.js';
 import { Rng } from './rng.js';
 import { makeProgress } from './progress.js';
 import { tempPathFor } from './fsutil.js';
 import type { HiddenActivation, Loss, OutputActivation } from './layout.js';
+
+/** A bad flag, or flags that do not go together: reported with exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** The reason an interrupted command was aborted with (cli.ts wires SIGINT/SIGTERM to it).
+ *  `outcome` says what the interruption left behind, for the message. */
+export class Interrupted extends Error {
+  outcome = 'nothing was written';
+  constructor(readonly signalName: 'SIGINT' | 'SIGTERM') {
+    super(`interrupted by ${signalName}`);
+    this.name = 'AbortError';
+  }
+  get exitCode(): number {
+    return this.signalName === 'SIGINT' ? 130 : 143;
+  }
+}
+
+/** Throws the signal's reason if the command has been interrupted. */
+function checkInterrupted(io: Io): void {
+  io.signal?.throwIfAborted();
+}
+
+/**
+ * Checks, before any work, the files a command will write (flag → file) against each other and
+ * against the files it reads: a run that can only fail to write its result at the end would throw
+ * its work away, and an output that is also an input would destroy the input. '-' (stdin) and
+ * undefined are skipped.
+ */
+export function checkFiles(outputs: Record<string, string | undefined>, inputs: Record<string, string | undefined>, sameAllowed: [string, string][] = []): void {
+  const real = (f: string): string => {
+    try {
+      return realpathSync(f);
+    } catch {
+      return path.resolve(f);
+    }
+  };
+  const outs = Object.entries(outputs).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== '-');
+  const ins = Object.entries(inputs).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== '-');
+  const allowed = (a: string, b: string): boolean => sameAllowed.some(([x, y]) => (x === a && y === b) || (x === b && y === a));
+  outs.forEach(([flag, file], i) => {
+    for (const [other, f] of [...ins, ...outs.slice(0, i)]) {
+      if (real(file) === real(f) && !allowed(flag, other))
+        throw new UsageError(`${flag} ${file} is also ${other}: writing it would ${ins.some(([g]) => g === other) ? 'destroy the input' : 'mix two outputs in one file'}; give another file`);
+    }
+    const dir = path.dirname(path.resolve(file));
+    let isDir = false;
+    try {
+      isDir = statSync(dir).isDirectory();
+    } catch {
+      // reported below
+    }
+    if (!isDir) throw new DataError(`${flag} ${file}: the directory ${dir} does not exist`);
+    try {
+      accessSync(dir, fsc.W_OK);
+    } catch {
+      throw new DataError(`${flag} ${file}: no permission to write in ${dir}`);
+    }
+    try {
+      if (statSync(file).isDirectory()) throw new DataError(`${flag} ${file} is a directory; give a file name`);
+    } catch (err) {
+      if (err instanceof DataError) throw err;
+    }
+  });
+}
+
+/** createModel, with the library's option names turned into the flags that gave them (a bad
+ *  combination of flags is a usage error, exit 2). */
+function createModelFromFlags(options: ModelOptions, layersFlag: string): Model {
+  try {
+    return createModel(options);
+  } catch (err) {
+    if (!(err instanceof OptionError)) throw err;
+    // An output the user did not give was derived from --loss: say so, not just "received softmax".
+    if (err.option === 'output' && options.output === undefined && options.loss !== undefined)
+      throw new UsageError(`--loss ${options.loss} implies a ${String(err.received)} output, but ${err.message.split(';')[0].replace(/^output/, 'the output')}`);
+    const flag = err.option.startsWith('layers') ? layersFlag : `--${err.option}`;
+    throw new UsageError(err.message.replace(err.option, flag));
+  }
+}
 
 /** Where the CLI writes: injectable so tests of handlers need no process. */
 export interface Io {
@@ -39,7 +121,8 @@ export interface InitArgs {
 }
 
 export async function initCommand(a: InitArgs, io: Io): Promise<void> {
-  const model = createModel({ layers: a.layers, hidden: a.hidden, output: a.output, loss: a.loss, seed: a.seed });
+  checkFiles({ '--out': a.out }, {});
+  const model = createModelFromFlags({ layers: a.layers, hidden: a.hidden, output: a.output, loss: a.loss, seed: a.seed }, '--layers');
   await saveModel(model, a.out);
   if (!a.quiet) io.stderr.write(`wrote ${a.out}: ${describeNet(model)}, seed ${a.seed}\n`);
 }
@@ -77,11 +160,20 @@ export interface TrainArgs {
 
 export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   // Everything that can fail on bad input is checked before any output file is touched.
+  checkFiles(
+    { '--out': a.out, '--metrics': a.metrics, '--checkpoint': a.checkpoint ?? a.resume },
+    { '--data': a.data, '--validation': a.validation, '--init': a.init, '--resume': a.resume },
+    [['--checkpoint', '--resume']],
+  );
+  if (a.data === '-' && a.validation === '-') throw new UsageError('--data and --validation cannot both be - (stdin)');
   const start = a.init !== undefined ? await loadModel(a.init) : undefined;
   const outputsHint = start?.outputs ?? a.layers?.at(-1);
   const inputsHint = start?.inputs ?? a.layers?.[0];
   const fields = { ...(start?.inputFields ?? {}), ...a.fields };
-  const loaded = await loadDataset(a.data, { ...readerOptions(fields), encoding: start?.target, outputsHint, inputsHint });
+  // An mse loss or a linear output asks for regression, also on targets that are all whole numbers.
+  const loss = start?.loss ?? a.loss;
+  const regression = start?.target === undefined && (loss === 'mse' || (loss === undefined && a.output === 'linear'));
+  const loaded = await loadDataset(a.data, { ...readerOptions(fields), encoding: start?.target, outputsHint, inputsHint, regression, signal: io.signal });
   let train = loaded.dataset;
   const target: TargetInfo = loaded.encoding;
 
@@ -98,14 +190,14 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
       : target.kind === 'binary' ? { output: 'sigmoid', loss: 'binary-cross-entropy' } as const
       : { output: 'linear', loss: 'mse' } as const;
     const options: ModelOptions = { layers, hidden: a.hidden, output: a.output ?? (a.loss === undefined ? defaults.output : undefined), loss: a.loss ?? (a.output === undefined ? defaults.loss : undefined), seed: a.seed };
-    model = createModel(options);
+    model = createModelFromFlags(options, a.layers !== undefined ? '--layers' : '--hidden-layers');
   }
   model.target = target;
   model.inputFields = fields;
 
   let validation: Dataset | undefined;
   if (a.validation !== undefined) {
-    validation = (await loadDataset(a.validation, { ...readerOptions(fields), encoding: target, inputsHint: model.inputs })).dataset;
+    validation = (await loadDataset(a.validation, { ...readerOptions(fields), encoding: target, inputsHint: model.inputs, signal: io.signal })).dataset;
   } else if (a.validationSplit !== undefined) {
     const order = Int32Array.from({ length: train.size }, (_, i) => i);
     new Rng(a.seed).shuffle(order);
@@ -140,6 +232,13 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   let history;
   try {
     history = await trainer.fit(train, fit);
+  } catch (err) {
+    // fit writes the checkpoint before it rejects with the interruption.
+    const ckpt = a.checkpoint ?? a.resume;
+    if (err instanceof Interrupted && ckpt !== undefined)
+      err.outcome = `nothing was written to --out; the checkpoint ${ckpt} is up to date: the same command with --resume ${ckpt} continues`;
+    else if (err instanceof Interrupted && a.out !== undefined) err.outcome = 'nothing was written to --out';
+    throw err;
   } finally {
     progress.done();
     await trainer.close();
@@ -197,8 +296,9 @@ export interface PredictArgs {
 
 /** Streams predictions, one JSON line per input line, in constant memory. */
 export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
+  checkFiles({ '--out': a.out }, { '--model': a.model, '--data': a.data });
   const model = await loadModel(a.model);
-  const fields = { ...(model.inputFields ?? {}), ...a.fields };
+  const fields = modelFields(model, a.fields);
   const tmp = a.out !== undefined ? tempPathFor(a.out) : undefined;
   const sink = tmp !== undefined ? createWriteStream(tmp) : io.stdout;
   const BATCH = 256;
@@ -212,7 +312,8 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
     if (!sink.write(text)) await once(sink, 'drain');
   };
   try {
-    for await (const r of readRecords(a.data, { ...readerOptions(fields), requireTarget: false })) {
+    for await (const r of readRecords(a.data, { ...readerOptions(fields), requireTarget: false, signal: io.signal })) {
+      if (count === 0) checkInterrupted(io);
       if (r.x.length !== n0) throw new DataError(`x has ${r.x.length} values, expected ${n0} (the model's input size)`, displayName(a.data), r.line);
       X.set(r.x, count * n0);
       if (++count === BATCH) {
@@ -234,8 +335,27 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
       (sink as ReturnType<typeof createWriteStream>).destroy();
       await fsp.rm(tmp, { force: true });
     }
+    if (err instanceof Interrupted && a.out !== undefined) err.outcome = `--out ${a.out} was left as it was`;
+    // The reader of stdout went away (`bptrain predict … | head`): nobody wants the rest.
+    if (tmp === undefined && (err as NodeJS.ErrnoException)?.code === 'EPIPE') return;
     throw err;
   }
+}
+
+/** The input fields a command reads with: the model's, which the flags may repeat but not change
+ *  (a model trained on fields a,b,c,d gets nonsense from d,c,b,a, without any error). */
+function modelFields(model: Model, given: InputFields): InputFields {
+  const stored = model.inputFields ?? {};
+  const show = (v: string | string[] | undefined): string => (v === undefined ? 'not set' : Array.isArray(v) ? v.join(',') : v);
+  for (const [key, flag] of [['features', '--features'], ['xField', '--x-field'], ['yField', '--y-field'], ['label', '--label']] as const) {
+    const g = given[key];
+    if (g === undefined) continue;
+    const st = stored[key];
+    const same = Array.isArray(g) ? Array.isArray(st) && st.length === g.length && g.every((v, i) => v === st[i]) : g === st;
+    if (!same && (st !== undefined || key === 'features' || key === 'xField') && model.inputFields !== undefined)
+      throw new UsageError(`${flag} ${show(g)} differs from the model's (${show(st)}): a model reads its inputs as it was trained to; drop ${flag}`);
+  }
+  return { ...stored, ...given };
 }
 
 function predictionRecord(target: TargetInfo | undefined, out: Float64Array): Record<string, unknown> {
@@ -257,10 +377,11 @@ export interface EvaluateArgs {
 
 export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
   const model = await loadModel(a.model);
-  const fields = { ...(model.inputFields ?? {}), ...a.fields };
+  const fields = modelFields(model, a.fields);
   const { dataset, encoding } = await loadDataset(a.data, {
-    ...readerOptions(fields), encoding: model.target, outputsHint: model.outputs, inputsHint: model.inputs,
+    ...readerOptions(fields), encoding: model.target, outputsHint: model.outputs, inputsHint: model.inputs, signal: io.signal,
   });
+  checkInterrupted(io);
   if (encoding.outputs !== model.outputs)
     throw new DataError(`targets need ${encoding.outputs} outputs, but the model has ${model.outputs}`, displayName(a.data));
   const trainer = new Trainer(model, { threads: a.threads });

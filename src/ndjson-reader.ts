@@ -34,6 +34,8 @@ export interface ReaderOptions {
   /** When false, a missing target (absent field, or `null`) is allowed (predict); a present target
    *  is still validated. @default true */
   requireTarget?: boolean | undefined;
+  /** Stops the reading: the iteration rejects with the signal's reason at the next line. */
+  signal?: AbortSignal | undefined;
 }
 
 /** One data line: its 1-based physical line number, its inputs and its (validated) raw target. */
@@ -58,10 +60,11 @@ interface Resolved {
   labelField: string;
   features: string[] | undefined;
   requireTarget: boolean;
+  signal: AbortSignal | undefined;
 }
 
 /** The option names of ReaderOptions (the compiler checks that none is missing or extra). */
-export const READER_OPTION_KEYS = Object.keys({ xField: 1, yField: 1, features: 1, label: 1, requireTarget: 1 } satisfies Record<keyof ReaderOptions, 1>);
+export const READER_OPTION_KEYS = Object.keys({ xField: 1, yField: 1, features: 1, label: 1, requireTarget: 1, signal: 1 } satisfies Record<keyof ReaderOptions, 1>);
 
 function resolveOptions(o: ReaderOptions): Resolved {
   const name = (key: 'xField' | 'yField' | 'label', v: unknown, dflt: string): string => {
@@ -80,7 +83,8 @@ function resolveOptions(o: ReaderOptions): Resolved {
   }
   if (o.requireTarget !== undefined && typeof o.requireTarget !== 'boolean')
     throw new OptionError('requireTarget', o.requireTarget, 'a boolean');
-  return { xField, labelField, features, requireTarget: o.requireTarget ?? true };
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new OptionError('signal', o.signal, 'an AbortSignal');
+  return { xField, labelField, features, requireTarget: o.requireTarget ?? true, signal: o.signal };
 }
 
 /**
@@ -100,7 +104,8 @@ async function* records(file: string, opts: Resolved): AsyncGenerator<RawRecord>
   const name = sourceName(file);
   let width = -1; // x length fixed by the first record
   let count = 0;
-  for await (const { text, line } of physicalLines(file, name)) {
+  for await (const { text, line } of physicalLines(file, name, opts.signal)) {
+    opts.signal?.throwIfAborted();
     if (text.trim() === '') continue;
     const rec = parseRecord(text, line, name, opts, width);
     if (width < 0) width = rec.x.length;
@@ -113,7 +118,7 @@ async function* records(file: string, opts: Resolved): AsyncGenerator<RawRecord>
 const noop = (): void => {};
 
 /** Yields every physical line (without its '\n' or '\r\n'; BOM stripped from line 1). */
-async function* physicalLines(file: string, name: string): AsyncGenerator<{ text: string; line: number }> {
+async function* physicalLines(file: string, name: string, signal?: AbortSignal): AsyncGenerator<{ text: string; line: number }> {
   const stdin = file === '-';
   const gz = isGzipName(file);
   const raw: Readable = stdin ? process.stdin : createReadStream(file);
@@ -136,8 +141,20 @@ async function* physicalLines(file: string, name: string): AsyncGenerator<{ text
   let line = 0;
   // Plain-named input that starts with the gzip magic bytes is a likely mistake: say so.
   let head: Buffer | undefined = gz ? undefined : Buffer.alloc(0);
+  // A read can wait for ever (stdin from a terminal or a quiet pipe): the signal ends the wait.
+  const chunks = (input as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  aborted.catch(noop);
   try {
-    for await (const chunk of input as AsyncIterable<Buffer | string>) {
+    for (;;) {
+      signal?.throwIfAborted();
+      const next = signal === undefined ? await chunks.next() : await Promise.race([chunks.next(), aborted]);
+      if (next.done === true) break;
+      const chunk = next.value;
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
       if (head !== undefined) {
         head = Buffer.concat([head, buf.subarray(0, 2 - head.length)]);
@@ -171,9 +188,16 @@ async function* physicalLines(file: string, name: string): AsyncGenerator<{ text
       yield { text: clean(rest, line), line };
     }
   } catch (e) {
+    if (signal?.aborted && e === signal.reason) throw e;
     throw streamError(e, name, line + 1);
   } finally {
-    // Destroy and wait for 'close', so the file descriptor is released before the caller goes on.
+    signal?.removeEventListener('abort', onAbort!);
+    // Stop the iterator (it destroys its stream), then destroy and wait for 'close', so the file
+    // descriptor is released before the caller goes on.
+    // A read still waiting (stdin) keeps the stream, and the process, alive: destroy it when
+    // the signal ended the wait, stdin included; the command is ending.
+    if (signal?.aborted) raw.destroy();
+    void chunks.return?.().catch(noop);
     await Promise.all(owned.map(destroyAndWait));
   }
 }

@@ -116,7 +116,7 @@ class TargetSummary {
     }
   }
 
-  finish(outputsHint: number | undefined): TargetEncoding {
+  finish(outputsHint: number | undefined, regression = false): TargetEncoding {
     const f = this.field;
     if (outputsHint !== undefined && !(Number.isInteger(outputsHint) && outputsHint >= 1))
       throw new OptionError('outputsHint', outputsHint, 'a positive integer');
@@ -140,6 +140,10 @@ class TargetSummary {
       return { kind: 'regression', outputs: this.width };
     }
 
+    if (regression) {
+      if (hint !== undefined && hint !== 1) return this.fail(`${f} holds single numbers (regression, 1 output), but ${net(hint)}`);
+      return { kind: 'regression', outputs: 1 };
+    }
     if (this.allBinary) {
       if (hint === undefined || hint === 1) return { kind: 'binary', classes: [0, 1], outputs: 1 };
       return { kind: 'classes', classes: range(hint), outputs: hint };
@@ -319,9 +323,12 @@ export interface LoadOptions extends ReaderOptions {
   outputsHint?: number | undefined;
   /** The network's input size, when known: a different x length fails at the first record. */
   inputsHint?: number | undefined;
+  /** Single-number targets are regression targets even when they are all 0/1 or whole numbers
+   *  (the network was asked for an mse loss or a linear output). @default false */
+  regression?: boolean | undefined;
 }
 
-const LOAD_OPTION_KEYS = [...READER_OPTION_KEYS, ...Object.keys({ encoding: 1, outputsHint: 1, inputsHint: 1 } satisfies Record<Exclude<keyof LoadOptions, keyof ReaderOptions>, 1>)];
+const LOAD_OPTION_KEYS = [...READER_OPTION_KEYS, ...Object.keys({ encoding: 1, outputsHint: 1, inputsHint: 1, regression: 1 } satisfies Record<Exclude<keyof LoadOptions, keyof ReaderOptions>, 1>)];
 
 /**
  * Reads a whole file into a Dataset. x and y grow in typed arrays by doubling (no number[][]).
@@ -346,6 +353,7 @@ export async function loadDataset(file: string, options: LoadOptions = {}): Prom
     features: options.features,
     label: options.label,
     requireTarget: true,
+    signal: options.signal,
   };
   const name = sourceName(file);
   const field = options.label ?? options.yField ?? 'y';
@@ -413,7 +421,7 @@ export async function loadDataset(file: string, options: LoadOptions = {}): Prom
     encoding = given;
     y = y.slice(0, n * outputs);
   } else {
-    encoding = summary.finish(options.outputsHint);
+    encoding = summary.finish(options.outputsHint, options.regression === true);
     const m = encoding.outputs;
     y = new Float64Array(n * m);
     if (summary.kind === 'string') {

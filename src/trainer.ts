@@ -11,6 +11,7 @@
 // With one thread (small networks under threads: 'auto', or threads: 1) the same chunk loop runs
 // on the calling thread, yielding to the event loop between steps, and gives the same bits.
 
+import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
@@ -490,6 +491,9 @@ export class Trainer {
     const settings: RunSettings = {
       epochs: opts.epochs, batchSize: opts.batchSize, shuffle: opts.shuffle, seed: opts.seed,
       optimizer: opts.optimizer, patience: opts.patience ?? null, validation: opts.validation !== undefined,
+      clipNorm: opts.clipNorm ?? null,
+      normalization: model.normalization === undefined ? null
+        : createHash('sha256').update(JSON.stringify(model.normalization)).digest('hex').slice(0, 16),
     };
     const dataHash = opts.checkpoint !== undefined || opts.resume !== undefined ? hashDataset(data) : '';
     const resume = opts.resume === undefined ? undefined

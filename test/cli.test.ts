@@ -1,6 +1,6 @@
 // The real CLI, spawned as a process on real files: exit codes, messages that name file and line,
 // and output files that a failed run leaves untouched.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -119,6 +119,16 @@ describe('usage errors: exit 2, the flag and the raw value quoted', () => {
     [[...base, '--optimizer', 'adam', '--momentum', '0.9'], /--momentum applies to --optimizer sgd only/],
     [[...base, '--validation-split', '1.5'], /--validation-split must be < 1; received "1.5"/],
     [[...base, '--bogus'], /Unknown argument: bogus/],
+    [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '100000000'], /--hidden-layers: a layer has at most 1048576 units; received "100000000"/],
+    [[...base, '--epochs', '1000000000000'], /--epochs must be ≤ 10000000; received "1000000000000"/],
+    [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--loss', 'cross-entropy'], /--loss cross-entropy implies a softmax output, but the output must be sigmoid for a single output/],
+    [['init', '--layers', '2', '--out', 'x.json'], /--layers needs at least an input and an output size; received "2"/],
+    [['init', '--layers', '2,3', '--output', 'softmax', '--loss', 'mse', '--out', 'x.json'], /--loss must be 'cross-entropy' when the output is softmax; received "mse"/],
+    // An output that is also an input would destroy it; two outputs in one file would mix them.
+    [['predict', '--model', 'data/tutorial-test.ndjson', '--data', 'data/tutorial-test.ndjson', '--out', 'data/tutorial-test.ndjson'], /--out data\/tutorial-test\.ndjson is also --model: writing it would destroy the input/],
+    [[...base, '--metrics', 'data/tutorial-train.ndjson'], /--metrics data\/tutorial-train\.ndjson is also --data: writing it would destroy the input/],
+    [[...base, '--out', 'm.json', '--checkpoint', './m.json'], /--checkpoint \.\/m\.json is also --out: writing it would mix two outputs in one file/],
+    [['train', '--data', '-', '--validation', '-', '--layers', '2,1'], /--data and --validation cannot both be - \(stdin\)/],
     [['frobnicate'], /Unknown argument: frobnicate|Give a command/],
   ];
   for (const [args, message] of cases) {
@@ -132,6 +142,64 @@ describe('usage errors: exit 2, the flag and the raw value quoted', () => {
     const r = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--layers', '3,4,1', '--quiet']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/data\/tutorial-train\.ndjson:1: x has 2 values, expected 3 \(the network's input size\)/);
+  });
+});
+
+describe('outputs are checked before any work', () => {
+  it('--out in a directory that does not exist fails at once (not after training), naming the path', () => {
+    const out = path.join(dir, 'no-such-dir', 'model.json');
+    // 10^7 epochs: were --out checked only at the end, this would not finish.
+    const r = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '64,64', '--epochs', '10000000', '--out', out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`bptrain: --out ${out}: the directory ${path.dirname(out)} does not exist\n`);
+  });
+  it('--out that is a directory, and --checkpoint in a missing directory, fail the same way', () => {
+    expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--out', dir]).stderr).toMatch(/--out .* is a directory; give a file name/);
+    expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--checkpoint', path.join(dir, 'nope', 'c.ckpt')]).stderr)
+      .toMatch(/--checkpoint .*c\.ckpt: the directory .*nope does not exist/);
+    expect(bptrain(['init', '--layers', '2,1', '--out', path.join(dir, 'nope', 'i.json')]).code).toBe(1);
+  });
+});
+
+describe('regression on whole-number targets, and fields that must match the model', () => {
+  const counts = path.join(dir, 'counts.ndjson');
+  writeFileSync(counts, Array.from({ length: 60 }, (_, i) => JSON.stringify({ x: [i / 60, (i % 7) / 7], y: i % 21 })).join('\n') + '\n');
+  it('--loss mse (or --output linear) with --hidden-layers trains 1 output on counts, not 21 classes', () => {
+    for (const flags of [['--loss', 'mse'], ['--output', 'linear']]) {
+      const out = outFile(`counts-${flags[0].slice(2)}.json`);
+      const r = bptrain(['train', '--data', counts, '--hidden-layers', '8', ...flags, '--epochs', '2', '--quiet', '--out', out]);
+      expect(r.code).toBe(0);
+      const m = JSON.parse(readFileSync(out, 'utf8'));
+      expect(m.layers.at(-1).outputs).toBe(1);
+      expect(m.target.kind).toBe('regression');
+    }
+  });
+  it('predict and evaluate refuse --features other than the model was trained on (order included)', () => {
+    const iris = path.join(dir, 'rec.ndjson');
+    writeFileSync(iris, Array.from({ length: 40 }, (_, i) => JSON.stringify({ a: i % 5, b: i % 3, c: i / 40, kind: i % 2 ? 'odd' : 'even' })).join('\n') + '\n');
+    const model = outFile('rec-model.json');
+    expect(bptrain(['train', '--data', iris, '--features', 'a,b,c', '--label', 'kind', '--hidden-layers', '4', '--epochs', '2', '--quiet', '--out', model]).code).toBe(0);
+    const swapped = bptrain(['predict', '--model', model, '--data', iris, '--features', 'c,b,a']);
+    expect(swapped.code).toBe(2);
+    expect(swapped.stderr).toMatch(/--features c,b,a differs from the model's \(a,b,c\)/);
+    expect(bptrain(['evaluate', '--model', model, '--data', iris, '--x-field', 'v']).code).toBe(2);
+    expect(bptrain(['predict', '--model', model, '--data', iris, '--features', 'a,b,c']).code).toBe(0); // the same list is fine
+  });
+});
+
+describe('predict into a pipe that closes early (bptrain predict … | head -1)', () => {
+  it('stops quietly with exit 0, no EPIPE message', async () => {
+    const big = path.join(dir, 'many.ndjson');
+    writeFileSync(big, Array.from({ length: 20000 }, (_, i) => JSON.stringify({ x: [i / 2e4, 0.5] })).join('\n') + '\n');
+    const model = path.join(dir, 'pipe-model.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', model, '--quiet']).code).toBe(0);
+    const child = spawn(process.execPath, [CLI, 'predict', '--model', model, '--data', big], { cwd: root });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout.once('data', () => child.stdout.destroy()); // the reader goes away after the first chunk
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
   });
 });
 

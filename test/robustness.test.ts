@@ -56,6 +56,54 @@ describe('exact resume: K steps straight = j steps, kill -9, resume for the rest
   });
 });
 
+describe('resume refuses a run whose inputs or clipping differ (both change what the weights see)', () => {
+  const common = ['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--batch', '64', '--epochs', '2', '--quiet'];
+  it('--normalize dropped, or --clip-norm added, on --resume', () => {
+    const ckpt = path.join(dir, 'ck-norm.json');
+    expect(bptrain([...common, '--normalize', 'standard', '--checkpoint', ckpt, '--checkpoint-every', '1'], { BPTRAIN_TEST_KILL_AFTER_CHECKPOINT: '3' }).code).not.toBe(0);
+    const noNorm = bptrain([...common, '--resume', ckpt]);
+    expect(noNorm.code).toBe(1);
+    expect(noNorm.stderr).toMatch(/cannot resume: .*input normalisation: checkpoint standardised inputs .*, now none/);
+    const clipped = bptrain([...common, '--normalize', 'standard', '--clip-norm', '1', '--resume', ckpt]);
+    expect(clipped.code).toBe(1);
+    expect(clipped.stderr).toMatch(/clipNorm: checkpoint null, now 1/);
+    expect(bptrain([...common, '--normalize', 'standard', '--resume', ckpt]).code).toBe(0); // the same run resumes
+  });
+});
+
+describe('signals stop every command, and the message says what was left', () => {
+  const interrupt = async (args: string[], waitFor: RegExp | null) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: root });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    // stdin stays open with one record sent: the command waits for more, as on a quiet pipe.
+    child.stdin.write('{"x": [0.1, 0.2], "y": 1}\n');
+    for (let i = 0; i < 100 && waitFor !== null && !waitFor.test(stderr); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill('SIGINT');
+    return { code: await exited, stderr: () => stderr };
+  };
+  it('predict reading a pipe that stays open: exit 130 at once, --out left as it was', async () => {
+    const out = path.join(dir, 'sig-preds.ndjson');
+    writeFileSync(out, 'previous predictions\n');
+    const model = path.join(dir, 'sig-model.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', model, '--quiet']).code).toBe(0);
+    const r = await interrupt(['predict', '--model', model, '--data', '-', '--out', out], null);
+    expect(r.code).toBe(130);
+    expect(r.stderr()).toMatch(/interrupted by SIGINT; --out .*sig-preds\.ndjson was left as it was/);
+    expect(readFileSync(out, 'utf8')).toBe('previous predictions\n');
+    expect(tmpFiles()).toEqual([]);
+  });
+  it('train still reading its data: exit 130, and no claim of a checkpoint that was never written', async () => {
+    const ckpt = path.join(dir, 'sig-loading.ckpt');
+    const r = await interrupt(['train', '--data', '-', '--hidden-layers', '4', '--checkpoint', ckpt], null);
+    expect(r.code).toBe(130);
+    expect(r.stderr()).toMatch(/interrupted by SIGINT; nothing was written\n/);
+    expect(existsSync(ckpt)).toBe(false);
+  });
+});
+
 describe('signals', () => {
   for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     it(`${sig} during training: checkpoint written, exit ${code}, no temp files, --out not written`, async () => {
