@@ -158,6 +158,9 @@ export function compareCheckpoint(c: Checkpoint, spec: NetSpec, settings: RunSet
   if (c.dataHash !== dataHash) diffs.push('training data: not the data the checkpoint was trained on (its hash differs)');
   const a = c.settings as unknown as Record<string, unknown>, b = settings as unknown as Record<string, unknown>;
   for (const k of Object.keys(b)) {
+    // More (or fewer) epochs change no step already taken: a resumed run may extend a finished
+    // one, or stop earlier (fit checks that the checkpoint is not past the new end).
+    if (k === 'epochs') continue;
     if (k === 'optimizer') {
       const ao = a.optimizer as Record<string, unknown>, bo = b.optimizer as Record<string, unknown>;
       for (const ok of new Set([...Object.keys(ao ?? {}), ...Object.keys(bo)]))

@@ -81,7 +81,8 @@ function threads(raw: Raw): number | 'auto' {
 
 function checkpointEvery(raw: Raw): number | undefined {
   const n = num(raw, 'checkpoint-every', { int: true, min: 1 });
-  if (n !== undefined && raw.checkpoint === undefined) throw new UsageError('--checkpoint-every needs --checkpoint FILE');
+  // A resumed run goes on checkpointing to the file it resumed from.
+  if (n !== undefined && raw.checkpoint === undefined && raw.resume === undefined) throw new UsageError('--checkpoint-every needs --checkpoint FILE (or --resume FILE)');
   return n;
 }
 

@@ -500,6 +500,8 @@ export class Trainer {
       : typeof opts.resume === 'string' ? await loadCheckpoint(opts.resume) : checkCheckpoint(opts.resume);
     if (resume !== undefined) {
       const diffs = compareCheckpoint(resume, layout.spec, settings, dataHash);
+      const done = resume.epoch - 1 + (resume.step > 0 ? 1 : 0); // epochs finished or begun
+      if (opts.epochs < done) diffs.push(`epochs: the checkpoint has reached epoch ${done}, so epochs must be at least ${done}; now ${opts.epochs}`);
       if (diffs.length > 0)
         throw new CheckpointError(`cannot resume: this run differs from the checkpoint's — ${diffs.join('; ')}`, typeof opts.resume === 'string' ? opts.resume : undefined);
     }

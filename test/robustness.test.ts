@@ -71,6 +71,22 @@ describe('resume refuses a run whose inputs or clipping differ (both change what
   });
 });
 
+describe('a finished run extended with --resume and more --epochs', () => {
+  it('2 epochs, then --resume with --epochs 4 = 4 epochs straight, bit for bit; fewer than done is refused', () => {
+    const common = ['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '6', '--optimizer', 'adam', '--lr', '0.01', '--batch', '64', '--quiet'];
+    const straight = path.join(dir, 'extend-straight.json');
+    const extended = path.join(dir, 'extend-resumed.json');
+    const ckpt = path.join(dir, 'extend.ckpt');
+    expect(bptrain([...common, '--epochs', '4', '--out', straight]).code).toBe(0);
+    expect(bptrain([...common, '--epochs', '2', '--checkpoint', ckpt]).code).toBe(0);
+    expect(bptrain([...common, '--epochs', '4', '--resume', ckpt, '--checkpoint-every', '5', '--out', extended]).code).toBe(0);
+    expect(readFileSync(extended, 'utf8')).toBe(readFileSync(straight, 'utf8'));
+    const fewer = bptrain([...common, '--epochs', '1', '--resume', ckpt]);
+    expect(fewer.code).toBe(1);
+    expect(fewer.stderr).toMatch(/the checkpoint has reached epoch 4, so epochs must be at least 4; now 1/);
+  });
+});
+
 describe('signals stop every command, and the message says what was left', () => {
   const interrupt = async (args: string[], waitFor: RegExp | null) => {
     const child = spawn(process.execPath, [CLI, ...args], { cwd: root });
