@@ -38,10 +38,10 @@ export interface RunSettings {
   patience: number | null;
   validation: boolean;
   /** The gradient clipping norm, or null. (Absent in checkpoints written before it was recorded:
-   *  read as null.) */
+   *  then not compared.) */
   clipNorm?: number | null;
   /** A digest of the model's input normalisation (mean and std), or null without one: a run
-   *  resumed without the normalisation would feed the weights raw inputs. (Absent: null.) */
+   *  resumed without the normalisation would feed the weights raw inputs. (Absent: not compared.) */
   normalization?: string | null;
 }
 
@@ -165,6 +165,8 @@ export function compareCheckpoint(c: Checkpoint, spec: NetSpec, settings: RunSet
       const ao = a.optimizer as Record<string, unknown>, bo = b.optimizer as Record<string, unknown>;
       for (const ok of new Set([...Object.keys(ao ?? {}), ...Object.keys(bo)]))
         if (!same(ao?.[ok], bo[ok])) diffs.push(`${ok === 'kind' ? 'optimizer' : ok}: checkpoint ${JSON.stringify(ao?.[ok])}, now ${JSON.stringify(bo[ok])}`);
+    } else if ((k === 'normalization' || k === 'clipNorm') && !(k in a)) {
+      // A checkpoint from before these were recorded: not known, so not compared.
     } else if (k === 'normalization') {
       const was = a[k] ?? null, now = b[k] ?? null;
       const say = (v: unknown): string => (v === null ? 'none' : 'standardised inputs (mean/std from the training data)');

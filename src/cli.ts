@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { isProgram } from './fsutil.js';
+import { isProgram, removeTempFiles } from './fsutil.js';
 import { Interrupted, UsageError, evaluateCommand, initCommand, predictCommand, trainCommand, type Io } from './commands.js';
 import { HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS } from './layout.js';
 import type { InputFields } from './model.js';
@@ -263,15 +263,20 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const controller = new AbortController();
   const onSignal = (name: 'SIGINT' | 'SIGTERM') => () => {
     if (controller.signal.aborted) {
-      io.stderr.write(`bptrain: ${name} again: stopping at once\n`);
+      io.stderr.write(`bptrain: ${name} again: stopping at once; output files were left as they were\n`);
+      removeTempFiles();
       process.exit(name === 'SIGINT' ? 130 : 143);
     }
     io.stderr.write(`bptrain: ${name}: stopping (${name === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again to stop at once)\n`);
     controller.abort(new Interrupted(name));
   };
   const onInt = onSignal('SIGINT'), onTerm = onSignal('SIGTERM');
-  process.on('SIGINT', onInt);
-  process.on('SIGTERM', onTerm);
+  // The benchmarks have nothing to save half-way: Node's default ends them at once.
+  const handled = argv[0] !== 'bench';
+  if (handled) {
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+  }
   try {
     await buildParser(argv, { ...io, signal: controller.signal }).parseAsync();
     return 0;

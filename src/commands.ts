@@ -17,7 +17,7 @@ import { readRecords, type ReaderOptions } from './ndjson-reader.js';
 import { DataError, OptionError } from './errors.js';
 import { Rng } from './rng.js';
 import { makeProgress } from './progress.js';
-import { tempPathFor } from './fsutil.js';
+import { releaseTempPath, tempPathFor } from './fsutil.js';
 import type { HiddenActivation, Loss, OutputActivation } from './layout.js';
 
 /** A bad flag, or flags that do not go together: reported with exit code 2. */
@@ -29,6 +29,8 @@ export class UsageError extends Error {
  *  `outcome` says what the interruption left behind, for the message. */
 export class Interrupted extends Error {
   outcome = 'nothing was written';
+  /** When the signal came (Date.now()): a file written since was written in answer to it. */
+  readonly at = Date.now();
   constructor(readonly signalName: 'SIGINT' | 'SIGTERM') {
     super(`interrupted by ${signalName}`);
     this.name = 'AbortError';
@@ -59,7 +61,7 @@ export function checkFiles(outputs: Record<string, string | undefined>, inputs: 
   };
   const outs = Object.entries(outputs).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== '-');
   const ins = Object.entries(inputs).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== '-');
-  const allowed = (a: string, b: string): boolean => sameAllowed.some(([x, y]) => (x === a && y === b) || (x === b && y === a));
+  const allowed = (a: string, b: string): boolean => a === b || sameAllowed.some(([x, y]) => (x === a && y === b) || (x === b && y === a));
   outs.forEach(([flag, file], i) => {
     for (const [other, f] of [...ins, ...outs.slice(0, i)]) {
       if (real(file) === real(f) && !allowed(flag, other))
@@ -161,18 +163,23 @@ export interface TrainArgs {
 export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   // Everything that can fail on bad input is checked before any output file is touched.
   checkFiles(
-    { '--out': a.out, '--metrics': a.metrics, '--checkpoint': a.checkpoint ?? a.resume },
+    // Without --checkpoint, a resumed run goes on writing the file it resumed from.
+    { '--out': a.out, '--metrics': a.metrics, [a.checkpoint !== undefined ? '--checkpoint' : '--resume']: a.checkpoint ?? a.resume },
     { '--data': a.data, '--validation': a.validation, '--init': a.init, '--resume': a.resume },
-    [['--checkpoint', '--resume']],
+    // --init is read whole before training and --out written atomically after: a model may be
+    // trained further in place.
+    [['--checkpoint', '--resume'], ['--out', '--init']],
   );
   if (a.data === '-' && a.validation === '-') throw new UsageError('--data and --validation cannot both be - (stdin)');
   const start = a.init !== undefined ? await loadModel(a.init) : undefined;
   const outputsHint = start?.outputs ?? a.layers?.at(-1);
   const inputsHint = start?.inputs ?? a.layers?.[0];
-  const fields = { ...(start?.inputFields ?? {}), ...a.fields };
-  // An mse loss or a linear output asks for regression, also on targets that are all whole numbers.
-  const loss = start?.loss ?? a.loss;
-  const regression = start?.target === undefined && (loss === 'mse' || (loss === undefined && a.output === 'linear'));
+  const fields = start !== undefined ? modelFields(start, a.fields) : a.fields;
+  // A linear output (given, or implied by --loss mse) means numeric targets are values to fit,
+  // also when they are all whole numbers (counts) or 0/1; a sigmoid or softmax output with mse
+  // still classifies.
+  const outAct = start?.activations.at(-1) ?? a.output ?? (a.loss === 'mse' ? 'linear' : undefined);
+  const regression = start?.target === undefined && outAct === 'linear';
   const loaded = await loadDataset(a.data, { ...readerOptions(fields), encoding: start?.target, outputsHint, inputsHint, regression, signal: io.signal });
   let train = loaded.dataset;
   const target: TargetInfo = loaded.encoding;
@@ -234,10 +241,7 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     history = await trainer.fit(train, fit);
   } catch (err) {
     // fit writes the checkpoint before it rejects with the interruption.
-    const ckpt = a.checkpoint ?? a.resume;
-    if (err instanceof Interrupted && ckpt !== undefined)
-      err.outcome = `nothing was written to --out; the checkpoint ${ckpt} is up to date: the same command with --resume ${ckpt} continues`;
-    else if (err instanceof Interrupted && a.out !== undefined) err.outcome = 'nothing was written to --out';
+    if (err instanceof Interrupted) err.outcome = await interruptedTraining(err, a);
     throw err;
   } finally {
     progress.done();
@@ -275,6 +279,18 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   }
 }
 
+/** What an interrupted training left: the checkpoint fit wrote in answer to the signal, the one
+ *  from before (interrupted before any step), or nothing. */
+async function interruptedTraining(err: Interrupted, a: TrainArgs): Promise<string> {
+  const ckpt = a.checkpoint ?? a.resume;
+  const out = a.out !== undefined ? 'nothing was written to --out' : 'nothing was written';
+  if (ckpt === undefined) return out;
+  const written = await fsp.stat(ckpt).then((st) => st.mtimeMs, () => null);
+  if (written === null) return out;
+  const resume = `the same command with --resume ${ckpt} continues`;
+  return written >= err.at - 5 ? `${out}; the checkpoint ${ckpt} is up to date: ${resume}` : `${out}; the checkpoint ${ckpt} is as it was: ${resume} from there`;
+}
+
 function metricsRecord(e: EpochStats): Record<string, number | null> {
   return {
     epoch: e.epoch,
@@ -305,11 +321,13 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
   const n0 = model.inputs, m = model.outputs;
   const X = new Float64Array(BATCH * n0);
   let count = 0;
+  let written = 0;
   const flush = async (n: number) => {
     const out = model.forward(X.subarray(0, n * n0), n);
     let text = '';
     for (let i = 0; i < n; i++) text += JSON.stringify(predictionRecord(model.target, out.subarray(i * m, (i + 1) * m))) + '\n';
     if (!sink.write(text)) await once(sink, 'drain');
+    written += n;
   };
   try {
     for await (const r of readRecords(a.data, { ...readerOptions(fields), requireTarget: false, signal: io.signal })) {
@@ -329,32 +347,33 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
       await h.sync(); // on disk before it takes the real name
       await h.close();
       await fsp.rename(tmp, a.out!);
+      releaseTempPath(tmp);
     }
   } catch (err) {
     if (tmp !== undefined) {
       (sink as ReturnType<typeof createWriteStream>).destroy();
       await fsp.rm(tmp, { force: true });
+      releaseTempPath(tmp);
     }
-    if (err instanceof Interrupted && a.out !== undefined) err.outcome = `--out ${a.out} was left as it was`;
+    if (err instanceof Interrupted)
+      err.outcome = a.out !== undefined ? `--out ${a.out} was left as it was` : `the first ${written} predictions went to stdout`;
     // The reader of stdout went away (`bptrain predict … | head`): nobody wants the rest.
     if (tmp === undefined && (err as NodeJS.ErrnoException)?.code === 'EPIPE') return;
     throw err;
   }
 }
 
-/** The input fields a command reads with: the model's, which the flags may repeat but not change
- *  (a model trained on fields a,b,c,d gets nonsense from d,c,b,a, without any error). */
+/** The fields a command reads with: the model's input fields, which the flags may repeat but not
+ *  change (a model trained on fields a,b,c,d gets nonsense from d,c,b,a, without any error), and
+ *  the target field as the flags say (targets are read only to compare, so any name will do). */
 function modelFields(model: Model, given: InputFields): InputFields {
-  const stored = model.inputFields ?? {};
-  const show = (v: string | string[] | undefined): string => (v === undefined ? 'not set' : Array.isArray(v) ? v.join(',') : v);
-  for (const [key, flag] of [['features', '--features'], ['xField', '--x-field'], ['yField', '--y-field'], ['label', '--label']] as const) {
-    const g = given[key];
-    if (g === undefined) continue;
-    const st = stored[key];
-    const same = Array.isArray(g) ? Array.isArray(st) && st.length === g.length && g.every((v, i) => v === st[i]) : g === st;
-    if (!same && (st !== undefined || key === 'features' || key === 'xField') && model.inputFields !== undefined)
-      throw new UsageError(`${flag} ${show(g)} differs from the model's (${show(st)}): a model reads its inputs as it was trained to; drop ${flag}`);
-  }
+  const stored = model.inputFields;
+  if (stored === undefined) return given; // a model from init or the library: nothing recorded
+  const show = (v: string[] | undefined): string => (v === undefined ? 'none (vector form)' : v.join(','));
+  if (given.features !== undefined && !(stored.features !== undefined && stored.features.join('\0') === given.features.join('\0')))
+    throw new UsageError(`--features ${given.features.join(',')} differs from the model's input fields (${show(stored.features)}): a model reads its inputs as it was trained to; drop --features`);
+  if (given.xField !== undefined && (stored.features !== undefined || given.xField !== (stored.xField ?? 'x')))
+    throw new UsageError(`--x-field ${given.xField} differs from the model's inputs (${stored.features !== undefined ? `record form: ${show(stored.features)}` : `vector form, field ${stored.xField ?? 'x'}`}): drop --x-field`);
   return { ...stored, ...given };
 }
 

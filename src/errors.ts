@@ -17,6 +17,7 @@ export class OptionError extends TypeError {
  * options in the message, e.g. "fit options".
  */
 export function checkOptionKeys(options: object, known: readonly string[], what: string): void {
+  if (options === null || typeof options !== 'object') throw new OptionError('options', options, `an object of ${what}`);
   for (const [key, value] of Object.entries(options)) {
     if (!known.includes(key)) {
       const near = closestName(key, known);

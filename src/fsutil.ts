@@ -1,15 +1,32 @@
 // File helpers: atomic writes (a reader sees the old file or the new one, never half of one),
 // and whether a module is the program node was started with.
 
-import { promises as fsp, realpathSync } from 'node:fs';
+import { promises as fsp, realpathSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 let counter = 0;
 
-/** A fresh temporary name beside `file` (same directory, so the final rename is atomic). */
+/** Temporary files being written: removed by removeTempFiles if the process must end at once. */
+const live = new Set<string>();
+
+/** A fresh temporary name beside `file` (same directory, so the final rename is atomic). Call
+ *  releaseTempPath once it is renamed or removed. */
 export function tempPathFor(file: string): string {
-  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${counter++}.tmp`);
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${counter++}.tmp`);
+  live.add(tmp);
+  return tmp;
+}
+
+export function releaseTempPath(tmp: string): void {
+  live.delete(tmp);
+}
+
+/** Removes every temporary file still being written, synchronously: for a process that ends at
+ *  once (a second Ctrl-C), so that it leaves no half-written file behind. */
+export function removeTempFiles(): void {
+  for (const tmp of live) rmSync(tmp, { force: true });
+  live.clear();
 }
 
 /** Writes `text` to a temporary file beside `file`, fsyncs it, then renames it over `file`. */
@@ -23,9 +40,11 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
     await handle.close();
     handle = undefined;
     await fsp.rename(tmp, file);
+    releaseTempPath(tmp);
   } catch (err) {
     await handle?.close().catch(() => {});
     await fsp.rm(tmp, { force: true }).catch(() => {});
+    releaseTempPath(tmp);
     // The system's message names the temporary file, which the caller never asked for.
     const code = (err as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? `the directory ${path.dirname(file)} does not exist`

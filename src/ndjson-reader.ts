@@ -141,20 +141,13 @@ async function* physicalLines(file: string, name: string, signal?: AbortSignal):
   let line = 0;
   // Plain-named input that starts with the gzip magic bytes is a likely mistake: say so.
   let head: Buffer | undefined = gz ? undefined : Buffer.alloc(0);
-  // A read can wait for ever (stdin from a terminal or a quiet pipe): the signal ends the wait.
-  const chunks = (input as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal!.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-  aborted.catch(noop);
+  // A read can wait for ever (stdin from a terminal or a quiet pipe): the signal destroys the
+  // stream, which ends the wait (the command is ending; stdin included).
+  const onAbort = (): void => void raw.destroy(signal!.reason instanceof Error ? signal!.reason : new Error('aborted'));
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    for (;;) {
-      signal?.throwIfAborted();
-      const next = signal === undefined ? await chunks.next() : await Promise.race([chunks.next(), aborted]);
-      if (next.done === true) break;
-      const chunk = next.value;
+    signal?.throwIfAborted();
+    for await (const chunk of input as AsyncIterable<Buffer | string>) {
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
       if (head !== undefined) {
         head = Buffer.concat([head, buf.subarray(0, 2 - head.length)]);
@@ -188,16 +181,11 @@ async function* physicalLines(file: string, name: string, signal?: AbortSignal):
       yield { text: clean(rest, line), line };
     }
   } catch (e) {
-    if (signal?.aborted && e === signal.reason) throw e;
+    if (signal?.aborted) throw signal.reason;
     throw streamError(e, name, line + 1);
   } finally {
-    signal?.removeEventListener('abort', onAbort!);
-    // Stop the iterator (it destroys its stream), then destroy and wait for 'close', so the file
-    // descriptor is released before the caller goes on.
-    // A read still waiting (stdin) keeps the stream, and the process, alive: destroy it when
-    // the signal ended the wait, stdin included; the command is ending.
-    if (signal?.aborted) raw.destroy();
-    void chunks.return?.().catch(noop);
+    signal?.removeEventListener('abort', onAbort);
+    // Destroy and wait for 'close', so the file descriptor is released before the caller goes on.
     await Promise.all(owned.map(destroyAndWait));
   }
 }

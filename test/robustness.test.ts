@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Trainer, createModel, loadCheckpoint } from '../src/index.js';
-import { randomData } from './helpers.js';
+import { randomData, sameBits } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CLI = path.join(root, 'dist/src/cli.js');
@@ -69,6 +69,15 @@ describe('resume refuses a run whose inputs or clipping differ (both change what
     expect(clipped.stderr).toMatch(/clipNorm: checkpoint null, now 1/);
     expect(bptrain([...common, '--normalize', 'standard', '--resume', ckpt]).code).toBe(0); // the same run resumes
   });
+  it('a checkpoint from before normalisation and clipping were recorded resumes (they are not compared)', () => {
+    const ckpt = path.join(dir, 'ck-old.json');
+    expect(bptrain([...common, '--normalize', 'standard', '--clip-norm', '1', '--checkpoint', ckpt, '--checkpoint-every', '1'], { BPTRAIN_TEST_KILL_AFTER_CHECKPOINT: '3' }).code).not.toBe(0);
+    const c = JSON.parse(readFileSync(ckpt, 'utf8'));
+    delete c.settings.normalization;
+    delete c.settings.clipNorm;
+    writeFileSync(ckpt, JSON.stringify(c));
+    expect(bptrain([...common, '--normalize', 'standard', '--clip-norm', '1', '--resume', ckpt]).code).toBe(0);
+  });
 });
 
 describe('a finished run extended with --resume and more --epochs', () => {
@@ -84,6 +93,27 @@ describe('a finished run extended with --resume and more --epochs', () => {
     const fewer = bptrain([...common, '--epochs', '1', '--resume', ckpt]);
     expect(fewer.code).toBe(1);
     expect(fewer.stderr).toMatch(/the checkpoint has reached epoch 4, so epochs must be at least 4; now 1/);
+  });
+});
+
+describe('an abort at an epoch boundary (during onEpoch) resumes bit for bit', () => {
+  it('abort in onEpoch of epoch 2, resume: the weights of 4 epochs straight', async () => {
+    const data = randomData(7, 300, 5, 3, 'cross-entropy');
+    const fit = { epochs: 4, batchSize: 64, optimizer: 'adam' as const, lr: 0.01, seed: 3 };
+    const make = () => createModel({ layers: [5, 8, 3], seed: 4 });
+    const straight = make();
+    const t1 = new Trainer(straight, { threads: 1 });
+    await t1.fit(data, fit);
+    await t1.close();
+    const ckpt = path.join(dir, 'epoch-boundary.ckpt');
+    const resumed = make();
+    const t2 = new Trainer(resumed, { threads: 1 });
+    const controller = new AbortController();
+    const err = await t2.fit(data, { ...fit, checkpoint: ckpt, signal: controller.signal, onEpoch: (e) => { if (e.epoch === 2) controller.abort(); } }).catch((e: unknown) => e);
+    expect((err as Error).name).toBe('AbortError');
+    await t2.fit(data, { ...fit, resume: ckpt });
+    await t2.close();
+    expect(sameBits(resumed.params, straight.params)).toBe(true);
   });
 });
 
@@ -110,6 +140,13 @@ describe('signals stop every command, and the message says what was left', () =>
     expect(r.stderr()).toMatch(/interrupted by SIGINT; --out .*sig-preds\.ndjson was left as it was/);
     expect(readFileSync(out, 'utf8')).toBe('previous predictions\n');
     expect(tmpFiles()).toEqual([]);
+  });
+  it('predict to stdout: the message says how many predictions went out', async () => {
+    const model = path.join(dir, 'sig-model2.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', model, '--quiet']).code).toBe(0);
+    const r = await interrupt(['predict', '--model', model, '--data', '-'], null);
+    expect(r.code).toBe(130);
+    expect(r.stderr()).toMatch(/interrupted by SIGINT; the first 0 predictions went to stdout/);
   });
   it('train still reading its data: exit 130, and no claim of a checkpoint that was never written', async () => {
     const ckpt = path.join(dir, 'sig-loading.ckpt');
