@@ -17,7 +17,7 @@ import { readRecords, type ReaderOptions } from './ndjson-reader.js';
 import { DataError, OptionError } from './errors.js';
 import { Rng } from './rng.js';
 import { makeProgress } from './progress.js';
-import { releaseTempPath, tempPathFor } from './fsutil.js';
+import { releaseTempPath, tempPathFor, writeTarget } from './fsutil.js';
 import type { HiddenActivation, Loss, OutputActivation } from './layout.js';
 
 /** A bad flag, or flags that do not go together: reported with exit code 2. */
@@ -63,11 +63,22 @@ export function checkFiles(outputs: Record<string, string | undefined>, inputs: 
   const ins = Object.entries(inputs).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== '-');
   const allowed = (a: string, b: string): boolean => a === b || sameAllowed.some(([x, y]) => (x === a && y === b) || (x === b && y === a));
   outs.forEach(([flag, file], i) => {
+    let existing: ReturnType<typeof statSync> | undefined;
+    try {
+      existing = statSync(file);
+    } catch {
+      // not there yet
+    }
+    if (existing?.isDirectory()) throw new DataError(`${flag} ${file} is a directory; give a file name`);
+    // A device or FIFO (/dev/null, /dev/stdout) is written in place; anything else through a
+    // temporary file beside its real path, whose directory must then exist and be writable.
+    const target = writeTarget(file);
+    if (!target.atomic) return;
     for (const [other, f] of [...ins, ...outs.slice(0, i)]) {
       if (real(file) === real(f) && !allowed(flag, other))
         throw new UsageError(`${flag} ${file} is also ${other}: writing it would ${ins.some(([g]) => g === other) ? 'destroy the input' : 'mix two outputs in one file'}; give another file`);
     }
-    const dir = path.dirname(path.resolve(file));
+    const dir = path.dirname(path.resolve(target.path));
     let isDir = false;
     try {
       isDir = statSync(dir).isDirectory();
@@ -79,11 +90,6 @@ export function checkFiles(outputs: Record<string, string | undefined>, inputs: 
       accessSync(dir, fsc.W_OK);
     } catch {
       throw new DataError(`${flag} ${file}: no permission to write in ${dir}`);
-    }
-    try {
-      if (statSync(file).isDirectory()) throw new DataError(`${flag} ${file} is a directory; give a file name`);
-    } catch (err) {
-      if (err instanceof DataError) throw err;
     }
   });
 }
@@ -315,8 +321,9 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
   checkFiles({ '--out': a.out }, { '--model': a.model, '--data': a.data });
   const model = await loadModel(a.model);
   const fields = modelFields(model, a.fields);
-  const tmp = a.out !== undefined ? tempPathFor(a.out) : undefined;
-  const sink = tmp !== undefined ? createWriteStream(tmp) : io.stdout;
+  const target = a.out !== undefined ? writeTarget(a.out) : undefined;
+  const tmp = target?.atomic === true ? tempPathFor(target.path) : undefined;
+  const sink = tmp !== undefined ? createWriteStream(tmp) : target !== undefined ? createWriteStream(target.path) : io.stdout;
   const BATCH = 256;
   const n0 = model.inputs, m = model.outputs;
   const X = new Float64Array(BATCH * n0);
@@ -340,25 +347,27 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
       }
     }
     if (count > 0) await flush(count);
-    if (tmp !== undefined) {
+    if (target !== undefined) {
       const ws = sink as ReturnType<typeof createWriteStream>;
       await new Promise<void>((resolve, reject) => ws.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    }
+    if (tmp !== undefined) {
       const h = await fsp.open(tmp, 'r');
       await h.sync(); // on disk before it takes the real name
       await h.close();
-      await fsp.rename(tmp, a.out!);
+      await fsp.rename(tmp, target!.path);
       releaseTempPath(tmp);
     }
   } catch (err) {
+    if (target !== undefined) (sink as ReturnType<typeof createWriteStream>).destroy();
     if (tmp !== undefined) {
-      (sink as ReturnType<typeof createWriteStream>).destroy();
       await fsp.rm(tmp, { force: true });
       releaseTempPath(tmp);
     }
     if (err instanceof Interrupted)
       err.outcome = a.out !== undefined ? `--out ${a.out} was left as it was` : `the first ${written} predictions went to stdout`;
     // The reader of stdout went away (`bptrain predict … | head`): nobody wants the rest.
-    if (tmp === undefined && (err as NodeJS.ErrnoException)?.code === 'EPIPE') return;
+    if (target === undefined && (err as NodeJS.ErrnoException)?.code === 'EPIPE') return;
     throw err;
   }
 }
@@ -394,6 +403,9 @@ export interface EvaluateArgs {
   json: boolean;
 }
 
+/** Samples per slice of evaluate's own forward pass (see evaluateCommand). */
+const EVAL_SLICE = 4096;
+
 export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
   const model = await loadModel(a.model);
   const fields = modelFields(model, a.fields);
@@ -406,11 +418,20 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
   const trainer = new Trainer(model, { threads: a.threads });
   let metrics;
   try {
-    metrics = await trainer.evaluate(dataset);
+    metrics = await trainer.evaluate(dataset, { signal: io.signal });
   } finally {
     await trainer.close();
   }
-  const out = model.forward(dataset.x.subarray(0, dataset.size * dataset.inputDim), dataset.size);
+  // The outputs for the per-class table, in slices with a breath between them, so that a signal
+  // is seen (one forward pass over a large set would hold the event loop for seconds).
+  const n0 = dataset.inputDim;
+  const out = new Float64Array(dataset.size * model.outputs);
+  for (let i = 0; i < dataset.size; i += EVAL_SLICE) {
+    const n = Math.min(EVAL_SLICE, dataset.size - i);
+    out.set(model.forward(dataset.x.subarray(i * n0, (i + n) * n0), n), i * model.outputs);
+    await new Promise((resolve) => setImmediate(resolve));
+    checkInterrupted(io);
+  }
   const m = model.outputs;
   const result: Record<string, unknown> = { loss: metrics.loss, samples: dataset.size };
   const kind = encoding.kind;

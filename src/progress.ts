@@ -51,9 +51,11 @@ export function makeProgress(stream: NodeJS.WriteStream, quiet: boolean): Progre
       last = now;
       const width = 20;
       const filled = Math.round((width * p.step) / p.steps);
+      // The clock starts at the end of step 1, so a step's time is known from step 2 on; before
+      // that an ETA would read 0:00.
       const elapsed = (now - started) / 1000;
-      const eta = ((p.epochs - p.epoch) * p.steps + (p.steps - p.step)) * (elapsed / p.step);
-      const line = `epoch ${p.epoch}/${p.epochs} [${'='.repeat(filled)}${' '.repeat(width - filled)}] ${p.step}/${p.steps}  loss ${fmt(p.loss)}  ${rate(p.samplesPerSec)} samples/s  ETA ${clock(eta)}`;
+      const eta = p.step > 1 ? clock(((p.epochs - p.epoch) * p.steps + (p.steps - p.step)) * (elapsed / (p.step - 1))) : '--:--';
+      const line = `epoch ${p.epoch}/${p.epochs} [${'='.repeat(filled)}${' '.repeat(width - filled)}] ${p.step}/${p.steps}  loss ${fmt(p.loss)}  ${rate(p.samplesPerSec)} samples/s  ETA ${eta}`;
       stream.write('\r\x1b[2K' + line.slice(0, Math.max(20, (stream.columns || 120) - 1)));
       live = true;
     },

@@ -115,6 +115,11 @@ export interface ResolvedFitOptions
   seed: number;
 }
 
+export interface EvaluateOptions {
+  /** Stops the evaluation between rounds of chunks: evaluate rejects with the signal's reason. */
+  signal?: AbortSignal | undefined;
+}
+
 export interface EpochStats {
   /** 1-based. */
   epoch: number;
@@ -218,13 +223,16 @@ export class Trainer {
   }
 
   /** Loss (and accuracy) of the model on a dataset, computed in parallel like training. */
-  async evaluate(data: Dataset): Promise<Metrics> {
+  async evaluate(data: Dataset, options: EvaluateOptions = {}): Promise<Metrics> {
+    checkOptionKeys(options, ['signal'], 'evaluate options');
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new OptionError('signal', signal, 'an AbortSignal');
     this.enter();
     try {
       const model = this.model;
       checkDatasetFits(data, model.inputs, model.outputs);
       const shared = this.shareData(data);
-      return await this.evaluateShared(shared, this.threadsFor(EVAL_CHUNK * 4));
+      return await this.evaluateShared(shared, this.threadsFor(EVAL_CHUNK * 4), signal);
     } finally {
       this.busy = false;
     }
@@ -441,7 +449,7 @@ export class Trainer {
     return settled.map((r) => (r as PromiseFulfilledResult<WorkerResult>).value);
   }
 
-  private async evaluateShared(data: Dataset, threads: number): Promise<Metrics> {
+  private async evaluateShared(data: Dataset, threads: number, signal?: AbortSignal): Promise<Metrics> {
     const model = this.model;
     const layout = model.layout;
     const N = data.size;
@@ -467,6 +475,7 @@ export class Trainer {
     const perRound = Math.max(threads, 1) * 4;
     let loss = 0, correct = 0;
     for (let c0 = 0; c0 < chunks; c0 += perRound) {
+      signal?.throwIfAborted();
       const start = c0 * EVAL_CHUNK;
       const size = Math.min(N, (c0 + perRound) * EVAL_CHUNK) - start;
       await this.runEval(ctx, buffers, contextId, start, size, EVAL_CHUNK, threads);
@@ -657,10 +666,17 @@ export class Trainer {
         }
       }
       const trainSeconds = (performance.now() - t0) / 1000;
-      const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: (N - stepBegin * B) / trainSeconds, seconds: 0, steps };
+      const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: (N - Math.min(N, stepBegin * B)) / trainSeconds, seconds: 0, steps };
       if (units > 0) stats1.accuracy = correct / (N * units);
       if (validation !== undefined) {
-        const m = await this.evaluateShared(validation, Math.max(threads, 1));
+        let m: Metrics;
+        try {
+          m = await this.evaluateShared(validation, Math.max(threads, 1), opts.signal);
+        } catch (err) {
+          // Aborted during validation: the epoch's steps are done; a resumed run validates it.
+          if (opts.signal?.aborted) await writeCheckpoint(epoch, steps);
+          throw err;
+        }
         stats1.valLoss = m.loss;
         if (m.accuracy !== undefined) stats1.valAccuracy = m.accuracy;
       }

@@ -1,7 +1,7 @@
 // The real CLI, spawned as a process on real files: exit codes, messages that name file and line,
 // and output files that a failed run leaves untouched.
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -158,6 +158,44 @@ describe('outputs are checked before any work', () => {
     expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--checkpoint', path.join(dir, 'nope', 'c.ckpt')]).stderr)
       .toMatch(/--checkpoint .*c\.ckpt: the directory .*nope does not exist/);
     expect(bptrain(['init', '--layers', '2,1', '--out', path.join(dir, 'nope', 'i.json')]).code).toBe(1);
+  });
+});
+
+describe('what --out points at', () => {
+  it('a symlink is followed (its target gets the model), not replaced by a file', () => {
+    const real = path.join(dir, 'link-target.json');
+    const link = path.join(dir, 'link.json');
+    writeFileSync(real, 'old\n');
+    symlinkSync(real, link);
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', link, '--quiet']).code).toBe(0);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(JSON.parse(readFileSync(real, 'utf8')).format).toBe('bptrain-model');
+  });
+  it('a FIFO is written through, and stays a FIFO', async () => {
+    const fifo = path.join(dir, 'preds.fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const model = path.join(dir, 'fifo-model.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', model, '--quiet']).code).toBe(0);
+    const reader = spawn('cat', [fifo]);
+    let got = '';
+    reader.stdout.on('data', (d) => (got += d));
+    const read = new Promise((resolve) => reader.on('exit', resolve));
+    const r = spawn(process.execPath, [CLI, 'predict', '--model', model, '--data', 'data/tutorial-test.ndjson', '--out', fifo], { cwd: root });
+    expect(await new Promise((resolve) => r.on('exit', resolve))).toBe(0);
+    await read;
+    expect(got.trim().split('\n')).toHaveLength(200); // a line per line of the test file
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  });
+  it('a temporary file left by a killed run (kill -9) is removed by the next write of the same file', () => {
+    const out = path.join(dir, 'swept.json');
+    const stale = path.join(dir, '.swept.json.999999999.0.tmp'); // no such process
+    const live = path.join(dir, `.swept.json.${process.pid}.7.tmp`); // a running process's: kept
+    writeFileSync(stale, 'half');
+    writeFileSync(live, 'in progress');
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', out, '--quiet']).code).toBe(0);
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+    rmSync(live);
   });
 });
 

@@ -117,6 +117,36 @@ describe('an abort at an epoch boundary (during onEpoch) resumes bit for bit', (
   });
 });
 
+describe('an abort during the validation pass', () => {
+  it('stops before the pass ends, checkpoints the finished steps, and the resumed run is exact', async () => {
+    const data = randomData(8, 256, 5, 3, 'cross-entropy');
+    const validation = randomData(9, 2000, 5, 3, 'cross-entropy');
+    const fit = { epochs: 3, batchSize: 64, optimizer: 'adam' as const, lr: 0.01, seed: 3, validation };
+    const make = () => createModel({ layers: [5, 8, 3], seed: 4 });
+    const straight = make();
+    const t1 = new Trainer(straight, { threads: 1 });
+    const expected = await t1.fit(data, fit);
+    await t1.close();
+    const ckpt = path.join(dir, 'validation-abort.ckpt');
+    const resumed = make();
+    const t2 = new Trainer(resumed, { threads: 1 });
+    const controller = new AbortController();
+    // The last step of epoch 2: the abort lands while its validation pass runs.
+    const err = await t2.fit(data, { ...fit, checkpoint: ckpt, signal: controller.signal, onStep: (p) => { if (p.epoch === 2 && p.step === p.steps) controller.abort(); } })
+      .catch((e: unknown) => e);
+    expect((err as Error).name).toBe('AbortError');
+    const c = await loadCheckpoint(ckpt);
+    expect([c.epoch, c.step]).toEqual([2, 4]); // all 4 steps of epoch 2 done, its validation not
+    const h = await t2.fit(data, { ...fit, resume: ckpt });
+    await t2.close();
+    expect(sameBits(resumed.params, straight.params)).toBe(true);
+    expect(h.epochs.map((e) => e.valLoss)).toEqual(expected.epochs.map((e) => e.valLoss));
+    const t3 = new Trainer(straight, { threads: 1 });
+    await expect(t3.evaluate(validation, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+    await t3.close();
+  });
+});
+
 describe('signals stop every command, and the message says what was left', () => {
   const interrupt = async (args: string[], waitFor: RegExp | null) => {
     const child = spawn(process.execPath, [CLI, ...args], { cwd: root });
