@@ -73,6 +73,14 @@ function str(raw: Raw, name: string): string | undefined {
   return s;
 }
 
+/** An output file flag. '-' is stdout where the command can stream there (predict), and refused
+ *  elsewhere rather than written to a file named '-'. */
+function outPath(raw: Raw, name: string, stdoutOk = false): string | undefined {
+  const s = str(raw, name);
+  if (s === '-' && !stdoutOk) throw new UsageError(`--${name} - (stdout) is not supported here; give a file name`);
+  return s === '-' ? undefined : s;
+}
+
 function threads(raw: Raw): number | 'auto' {
   const s = single(raw, 'threads');
   if (s === undefined || s === 'auto') return 'auto';
@@ -132,7 +140,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         output: choice(raw, 'output', OUTPUT_ACTIVATIONS),
         loss: choice(raw, 'loss', LOSSES),
         seed: num(raw, 'seed', { int: true })!,
-        out: str(raw, 'out')!,
+        out: outPath(raw, 'out')!,
         quiet: raw.quiet === true,
       }, io)))
     .command('train', 'Train a model on an NDJSON file', (y) =>
@@ -200,11 +208,11 @@ export function buildParser(argv: string[], io: Io): Argv {
           seed: num(raw, 'seed', { int: true })!,
           shuffle: raw.shuffle !== false,
           init,
-          out: str(raw, 'out'),
+          out: outPath(raw, 'out'),
           validation, validationSplit, patience,
-          metrics: str(raw, 'metrics'),
+          metrics: outPath(raw, 'metrics'),
           normalize: choice(raw, 'normalize', ['standard'] as const),
-          checkpoint: str(raw, 'checkpoint'),
+          checkpoint: outPath(raw, 'checkpoint'),
           checkpointEvery: checkpointEvery(raw),
           resume: str(raw, 'resume'),
           clipNorm: num(raw, 'clip-norm', { gt: 0 }),
@@ -216,9 +224,9 @@ export function buildParser(argv: string[], io: Io): Argv {
       dataOptions(y)
         .option('model', { describe: 'Model file', demandOption: true, requiresArg: true })
         .option('data', { describe: 'Input data (.ndjson, .ndjson.gz, or - for stdin); targets are not needed', demandOption: true, requiresArg: true })
-        .option('out', { describe: 'Write predictions here instead of stdout', requiresArg: true })
+        .option('out', { describe: 'Write predictions here instead of stdout (- is stdout)', requiresArg: true })
         .example('$0 predict --model model.json --data data/tutorial-test.ndjson --out preds.ndjson', 'one {"prediction", "probabilities"} line per input line'),
-      run((raw) => predictCommand({ model: str(raw, 'model')!, data: str(raw, 'data')!, out: str(raw, 'out'), fields: fields(raw) }, io)))
+      run((raw) => predictCommand({ model: str(raw, 'model')!, data: str(raw, 'data')!, out: outPath(raw, 'out', true), fields: fields(raw) }, io)))
     .command('evaluate', 'Loss, accuracy, per-class precision/recall and confusion matrix on labelled data', (y) =>
       dataOptions(y)
         .option('model', { describe: 'Model file', demandOption: true, requiresArg: true })
@@ -263,7 +271,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const controller = new AbortController();
   const onSignal = (name: 'SIGINT' | 'SIGTERM') => () => {
     if (controller.signal.aborted) {
-      io.stderr.write(`bptrain: ${name} again: stopping at once; output files were left as they were\n`);
+      io.stderr.write(`bptrain: ${name} again: stopping at once (files being replaced keep their old content)\n`);
       removeTempFiles();
       process.exit(name === 'SIGINT' ? 130 : 143);
     }

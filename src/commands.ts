@@ -233,6 +233,7 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     checkpoint: a.checkpoint ?? a.resume, checkpointEvery: a.checkpointEvery, resume: a.resume, clipNorm: a.clipNorm,
     ...(a.optimizer === 'sgd' && a.momentum !== undefined ? { momentum: a.momentum } : {}),
     onStep: (p) => progress.step(p),
+    onCheckpoint: () => void (lastCheckpoint = Date.now()),
     onEpoch: async (e) => {
       progress.epoch(e, a.epochs);
       if (a.metrics !== undefined) {
@@ -243,11 +244,12 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   };
   const t0 = performance.now();
   let history;
+  let lastCheckpoint = -Infinity; // Date.now() of the last checkpoint this run wrote
   try {
     history = await trainer.fit(train, fit);
   } catch (err) {
     // fit writes the checkpoint before it rejects with the interruption.
-    if (err instanceof Interrupted) err.outcome = await interruptedTraining(err, a);
+    if (err instanceof Interrupted) err.outcome = interruptedTraining(err, a, lastCheckpoint >= err.at);
     throw err;
   } finally {
     progress.done();
@@ -257,8 +259,10 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   if (a.out !== undefined) await saveModel(model, a.out);
   const last = history.epochs[history.bestEpoch - 1] ?? history.epochs.at(-1)!;
   // Training throughput over the whole run: samples seen ÷ seconds spent in training steps.
-  const trainSeconds = history.epochs.reduce((s, e) => s + train.size / e.samplesPerSec, 0);
-  const samples = (train.size * history.epochs.length) / trainSeconds;
+  // (An epoch resumed with no step left to take, its validation only, trained nothing: left out.)
+  const trained = history.epochs.filter((e) => e.samplesPerSec > 0);
+  const trainSeconds = trained.reduce((s, e) => s + train.size / e.samplesPerSec, 0);
+  const samples = trained.length > 0 ? (train.size * trained.length) / trainSeconds : 0;
   const summary = {
     epochs: history.epochs.length,
     best_epoch: history.bestEpoch,
@@ -285,16 +289,14 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   }
 }
 
-/** What an interrupted training left: the checkpoint fit wrote in answer to the signal, the one
- *  from before (interrupted before any step), or nothing. */
-async function interruptedTraining(err: Interrupted, a: TrainArgs): Promise<string> {
-  const ckpt = a.checkpoint ?? a.resume;
+/** What an interrupted training left: the checkpoint fit wrote in answer to the signal (it says
+ *  so through onCheckpoint), the one it resumed from (interrupted before writing one), or nothing. */
+function interruptedTraining(err: Interrupted, a: TrainArgs, wroteAfterSignal: boolean): string {
   const out = a.out !== undefined ? 'nothing was written to --out' : 'nothing was written';
-  if (ckpt === undefined) return out;
-  const written = await fsp.stat(ckpt).then((st) => st.mtimeMs, () => null);
-  if (written === null) return out;
-  const resume = `the same command with --resume ${ckpt} continues`;
-  return written >= err.at - 5 ? `${out}; the checkpoint ${ckpt} is up to date: ${resume}` : `${out}; the checkpoint ${ckpt} is as it was: ${resume} from there`;
+  const ckpt = a.checkpoint ?? a.resume;
+  if (ckpt !== undefined && wroteAfterSignal) return `${out}; the checkpoint ${ckpt} is up to date: the same command with --resume ${ckpt} continues`;
+  if (a.resume !== undefined) return `${out}; the checkpoint ${a.resume} is as it was: the same command with --resume ${a.resume} continues from there`;
+  return out;
 }
 
 function metricsRecord(e: EpochStats): Record<string, number | null> {
@@ -323,7 +325,7 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
   const fields = modelFields(model, a.fields);
   const target = a.out !== undefined ? writeTarget(a.out) : undefined;
   const tmp = target?.atomic === true ? tempPathFor(target.path) : undefined;
-  const sink = tmp !== undefined ? createWriteStream(tmp) : target !== undefined ? createWriteStream(target.path) : io.stdout;
+  const sink = tmp !== undefined ? createWriteStream(tmp) : target !== undefined ? createWriteStream(target.path, { flags: 'a' }) : io.stdout;
   const BATCH = 256;
   const n0 = model.inputs, m = model.outputs;
   const X = new Float64Array(BATCH * n0);
@@ -365,7 +367,8 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
       releaseTempPath(tmp);
     }
     if (err instanceof Interrupted)
-      err.outcome = a.out !== undefined ? `--out ${a.out} was left as it was` : `the first ${written} predictions went to stdout`;
+      err.outcome = a.out === undefined ? `the first ${written} predictions went to stdout`
+        : target?.atomic === true ? `--out ${a.out} was left as it was` : `the first ${written} predictions went to ${a.out}`;
     // The reader of stdout went away (`bptrain predict … | head`): nobody wants the rest.
     if (target === undefined && (err as NodeJS.ErrnoException)?.code === 'EPIPE') return;
     throw err;
@@ -383,7 +386,10 @@ function modelFields(model: Model, given: InputFields): InputFields {
     throw new UsageError(`--features ${given.features.join(',')} differs from the model's input fields (${show(stored.features)}): a model reads its inputs as it was trained to; drop --features`);
   if (given.xField !== undefined && (stored.features !== undefined || given.xField !== (stored.xField ?? 'x')))
     throw new UsageError(`--x-field ${given.xField} differs from the model's inputs (${stored.features !== undefined ? `record form: ${show(stored.features)}` : `vector form, field ${stored.xField ?? 'x'}`}): drop --x-field`);
-  return { ...stored, ...given };
+  const merged = { ...stored, ...given };
+  // The reader takes the target from `label ?? yField`: a --y-field given now names the target.
+  if (given.yField !== undefined && given.label === undefined) delete merged.label;
+  return merged;
 }
 
 function predictionRecord(target: TargetInfo | undefined, out: Float64Array): Record<string, unknown> {

@@ -1,7 +1,8 @@
 // File helpers: atomic writes (a reader sees the old file or the new one, never half of one),
 // and whether a module is the program node was started with.
 
-import { promises as fsp, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { promises as fsp, lstatSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,35 +13,48 @@ const live = new Set<string>();
 
 /**
  * Where writing `file` must go. A regular file, or none yet, is replaced atomically through a
- * temporary file beside its real path: a symlink is followed, not replaced by a file. Anything
- * else (a device such as /dev/null or /dev/stdout, a FIFO) is written in place: renaming a file
- * over /dev/null would replace the device itself.
+ * temporary file beside its real path: a symlink is followed (a dangling one too: its target is
+ * created), never replaced by a file. Anything else, and any path under /dev or /proc (a device
+ * such as /dev/null, /dev/stdout whatever it points at, a FIFO), is appended to in place:
+ * renaming a file over /dev/null would replace the device itself, and /dev/stdout redirected to
+ * a file must not lose what the process already wrote there.
  */
-export function writeTarget(file: string): { path: string; atomic: boolean } {
-  let real: string;
+export function writeTarget(file: string, depth = 0): { path: string; atomic: boolean } {
+  const abs = path.resolve(file);
+  if (abs.startsWith('/dev/') || abs.startsWith('/proc/')) return { path: file, atomic: false };
   try {
-    real = realpathSync(file);
+    return statSync(file).isFile() ? { path: realpathSync(file), atomic: true } : { path: file, atomic: false };
   } catch {
-    return { path: file, atomic: true }; // not there yet
+    // Not there yet, or a symlink whose target is not there yet: create its target.
+    try {
+      if (depth < 8 && lstatSync(file).isSymbolicLink()) return writeTarget(path.resolve(path.dirname(file), readlinkSync(file)), depth + 1);
+    } catch {
+      // not a link
+    }
+    return { path: file, atomic: true };
   }
-  return { path: real, atomic: statSync(real).isFile() };
 }
 
-/** A fresh temporary name beside `file` (same directory, so the final rename is atomic). Call
- *  releaseTempPath once it is renamed or removed. */
+/** Tells this machine's temporary files from another's in a directory they share (NFS, a
+ *  volume mounted in several containers): only a process of this host can be known to be gone. */
+export const HOST_TAG = os.hostname().replace(/[^A-Za-z0-9-]/g, '_') || 'host';
+
+/** A fresh temporary name beside `file` (same directory, so the final rename is atomic):
+ *  .NAME.HOST.PID.N.tmp. Call releaseTempPath once it is renamed or removed. */
 export function tempPathFor(file: string): string {
   removeStaleTemps(file);
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${counter++}.tmp`);
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${HOST_TAG}.${process.pid}.${counter++}.tmp`);
   live.add(tmp);
   return tmp;
 }
 
 const swept = new Set<string>();
 
-/** Removes the temporary files of `file` left by processes that no longer run (kill -9 during a
- *  write), once per file per process. Its name says whose it is: .NAME.PID.N.tmp. */
+/** Removes the temporary files of `file` that processes of this host left when they were killed
+ *  during a write (kill -9), once per file per process. Best effort: a file it cannot remove (not
+ *  ours, a directory) is left alone, and never stops the write. */
 function removeStaleTemps(file: string): void {
-  const dir = path.dirname(file), prefix = `.${path.basename(file)}.`;
+  const dir = path.dirname(file), prefix = `.${path.basename(file)}.${HOST_TAG}.`;
   if (swept.has(path.resolve(file))) return;
   swept.add(path.resolve(file));
   let names: string[];
@@ -52,7 +66,11 @@ function removeStaleTemps(file: string): void {
   for (const name of names) {
     const m = name.startsWith(prefix) ? /^(\d+)\.\d+\.tmp$/.exec(name.slice(prefix.length)) : null;
     if (m === null || Number(m[1]) === process.pid || isRunning(Number(m[1]))) continue;
-    rmSync(path.join(dir, name), { force: true });
+    try {
+      if (lstatSync(path.join(dir, name)).isFile()) rmSync(path.join(dir, name), { force: true });
+    } catch {
+      // someone else's, or gone already
+    }
   }
 }
 
@@ -80,7 +98,7 @@ export function removeTempFiles(): void {
  *  device or FIFO is written in place; see writeTarget). */
 export async function writeFileAtomic(file: string, text: string): Promise<void> {
   const target = writeTarget(file);
-  if (!target.atomic) return fsp.writeFile(target.path, text, 'utf8');
+  if (!target.atomic) return fsp.writeFile(target.path, text, { encoding: 'utf8', flag: 'a' });
   file = target.path;
   const tmp = tempPathFor(file);
   let handle: fsp.FileHandle | undefined;

@@ -41,20 +41,27 @@ export function makeProgress(stream: NodeJS.WriteStream, quiet: boolean): Progre
   // On a terminal: redraw one line at most 10 times a second; epoch summaries stay on screen.
   let last = 0;
   let started = performance.now();
+  let epochSeen = -1;
+  let firstStep = 1;
   let live = false;
   const clear = () => { if (live) stream.write('\r\x1b[2K'); live = false; };
   return {
     step(p) {
-      if (p.step === 1) started = performance.now();
+      // The clock starts at the first step seen in an epoch (step 1, or the step a resumed run
+      // starts from).
+      if (p.epoch !== epochSeen) {
+        epochSeen = p.epoch;
+        firstStep = p.step;
+        started = performance.now();
+      }
       const now = performance.now();
       if (now - last < 100 && p.step !== p.steps) return;
       last = now;
       const width = 20;
       const filled = Math.round((width * p.step) / p.steps);
-      // The clock starts at the end of step 1, so a step's time is known from step 2 on; before
-      // that an ETA would read 0:00.
+      // A step's time is known from the second step seen on; before that an ETA would read 0:00.
       const elapsed = (now - started) / 1000;
-      const eta = p.step > 1 ? clock(((p.epochs - p.epoch) * p.steps + (p.steps - p.step)) * (elapsed / (p.step - 1))) : '--:--';
+      const eta = p.step > firstStep ? clock(((p.epochs - p.epoch) * p.steps + (p.steps - p.step)) * (elapsed / (p.step - firstStep))) : '--:--';
       const line = `epoch ${p.epoch}/${p.epochs} [${'='.repeat(filled)}${' '.repeat(width - filled)}] ${p.step}/${p.steps}  loss ${fmt(p.loss)}  ${rate(p.samplesPerSec)} samples/s  ETA ${eta}`;
       stream.write('\r\x1b[2K' + line.slice(0, Math.max(20, (stream.columns || 120) - 1)));
       live = true;

@@ -89,6 +89,9 @@ export interface FitOptions {
   checkpoint?: string | undefined;
   /** Also write the checkpoint every N steps. */
   checkpointEvery?: number | undefined;
+  /** Called after each checkpoint is written (and renamed into place), with where it resumes:
+   *  1-based epoch and the steps of it already taken. */
+  onCheckpoint?: ((info: { file: string; epoch: number; step: number; globalStep: number }) => void) | undefined;
   /** Continue from a checkpoint (its file, or the object from loadCheckpoint). The model, data and
    *  options must be the ones it was written with; anything else is refused, saying what differs. */
   resume?: string | Checkpoint | undefined;
@@ -101,13 +104,13 @@ export interface FitOptions {
 const TRAINER_OPTION_KEYS = Object.keys({ threads: 1, workerHeapMb: 1 } satisfies Record<keyof TrainerOptions, 1>);
 const FIT_OPTION_KEYS = Object.keys({
   epochs: 1, batchSize: 1, optimizer: 1, lr: 1, momentum: 1, nesterov: 1, weightDecay: 1, beta1: 1, beta2: 1, eps: 1,
-  shuffle: 1, seed: 1, validation: 1, patience: 1, signal: 1, onEpoch: 1, onStep: 1, checkpoint: 1, checkpointEvery: 1,
+  shuffle: 1, seed: 1, validation: 1, patience: 1, signal: 1, onEpoch: 1, onStep: 1, checkpoint: 1, checkpointEvery: 1, onCheckpoint: 1,
   resume: 1, clipNorm: 1,
 } satisfies Record<keyof FitOptions, 1>);
 
 /** FitOptions after resolveFitOptions: defaults filled in, the optimizer's settings gathered. */
 export interface ResolvedFitOptions
-  extends Pick<FitOptions, 'validation' | 'patience' | 'signal' | 'onEpoch' | 'onStep' | 'checkpoint' | 'checkpointEvery' | 'resume' | 'clipNorm'> {
+  extends Pick<FitOptions, 'validation' | 'patience' | 'signal' | 'onEpoch' | 'onStep' | 'checkpoint' | 'checkpointEvery' | 'onCheckpoint' | 'resume' | 'clipNorm'> {
   epochs: number;
   batchSize: number;
   optimizer: OptimizerOptions;
@@ -587,6 +590,7 @@ export class Trainer {
       if (opts.checkpoint === undefined) return;
       await saveCheckpoint(opts.checkpoint, snapshot(epoch, step));
       mainHooks?.afterCheckpoint(globalStep);
+      opts.onCheckpoint?.({ file: opts.checkpoint, epoch, step, globalStep });
     };
 
     await this.ensurePool(threads);
@@ -823,7 +827,7 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
   const seed = o.seed ?? 1;
   if (!Number.isSafeInteger(seed)) throw new OptionError('seed', seed, 'an integer');
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new OptionError('signal', o.signal, 'an AbortSignal');
-  for (const name of ['onEpoch', 'onStep'] as const)
+  for (const name of ['onEpoch', 'onStep', 'onCheckpoint'] as const)
     if (o[name] !== undefined && typeof o[name] !== 'function') throw new OptionError(name, o[name], 'a function');
   if (o.validation !== undefined && (typeof o.validation !== 'object' || o.validation === null))
     throw new OptionError('validation', o.validation, `a Dataset (got ${describe(o.validation)})`);
@@ -838,6 +842,7 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
     signal: o.signal,
     onEpoch: o.onEpoch,
     onStep: o.onStep,
+    onCheckpoint: o.onCheckpoint,
     checkpoint: o.checkpoint === undefined ? undefined : nonEmpty('checkpoint', o.checkpoint),
     checkpointEvery: o.checkpointEvery === undefined ? undefined : positiveInt('checkpointEvery', o.checkpointEvery, 1e9),
     resume: o.resume === undefined ? undefined : typeof o.resume === 'string' ? nonEmpty('resume', o.resume) : o.resume,

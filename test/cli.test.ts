@@ -6,6 +6,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { HOST_TAG } from '../src/fsutil.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CLI = path.join(root, 'dist/src/cli.js');
@@ -171,6 +172,22 @@ describe('what --out points at', () => {
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(JSON.parse(readFileSync(real, 'utf8')).format).toBe('bptrain-model');
   });
+  it('a dangling symlink gets its target created; /dev/stdout (a pipe here) is written in place; - is stdout for predict only', () => {
+    const link = path.join(dir, 'dangling.json');
+    const target = path.join(dir, 'dangling-target.json');
+    symlinkSync(target, link);
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', link, '--quiet']).code).toBe(0);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(JSON.parse(readFileSync(target, 'utf8')).format).toBe('bptrain-model');
+    // Through a shell pipe (Node's own child stdio is a socket, which /dev/stdout cannot open).
+    const toStdout = spawnSync('sh', ['-c', `"${process.execPath}" "${CLI}" init --layers 2,3,1 --out /dev/stdout --quiet | cat`], { encoding: 'utf8' });
+    expect(toStdout.stderr).toBe('');
+    expect(JSON.parse(toStdout.stdout).format).toBe('bptrain-model');
+    expect(bptrain(['predict', '--model', target, '--data', 'data/tutorial-test.ndjson', '--out', '-']).stdout.trim().split('\n')).toHaveLength(200);
+    const dash = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '3', '--out', '-']);
+    expect(dash.code).toBe(2);
+    expect(dash.stderr).toMatch(/--out - \(stdout\) is not supported here; give a file name/);
+  });
   it('a FIFO is written through, and stays a FIFO', async () => {
     const fifo = path.join(dir, 'preds.fifo');
     expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
@@ -188,14 +205,21 @@ describe('what --out points at', () => {
   });
   it('a temporary file left by a killed run (kill -9) is removed by the next write of the same file', () => {
     const out = path.join(dir, 'swept.json');
-    const stale = path.join(dir, '.swept.json.999999999.0.tmp'); // no such process
-    const live = path.join(dir, `.swept.json.${process.pid}.7.tmp`); // a running process's: kept
+    const stale = path.join(dir, `.swept.json.${HOST_TAG}.999999999.0.tmp`); // no such process here
+    const live = path.join(dir, `.swept.json.${HOST_TAG}.${process.pid}.7.tmp`); // a running process's
+    const otherHost = path.join(dir, '.swept.json.elsewhere.999999999.0.tmp'); // may be running there
+    const notAFile = path.join(dir, `.swept.json.${HOST_TAG}.999999998.0.tmp`); // a directory: left alone
     writeFileSync(stale, 'half');
     writeFileSync(live, 'in progress');
-    expect(bptrain(['init', '--layers', '2,3,1', '--out', out, '--quiet']).code).toBe(0);
-    expect(existsSync(stale)).toBe(false);
-    expect(existsSync(live)).toBe(true);
-    rmSync(live);
+    writeFileSync(otherHost, 'in progress elsewhere');
+    mkdirSync(notAFile);
+    try {
+      expect(bptrain(['init', '--layers', '2,3,1', '--out', out, '--quiet']).code).toBe(0);
+      expect(existsSync(stale)).toBe(false);
+      expect([live, otherHost, notAFile].map((f) => existsSync(f))).toEqual([true, true, true]);
+    } finally {
+      for (const f of [live, otherHost, notAFile]) rmSync(f, { recursive: true, force: true });
+    }
   });
 });
 
