@@ -186,7 +186,14 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   // still classifies.
   const outAct = start?.activations.at(-1) ?? a.output ?? (a.loss === 'mse' ? 'linear' : undefined);
   const regression = start?.target === undefined && outAct === 'linear';
-  const loaded = await loadDataset(a.data, { ...readerOptions(fields), encoding: start?.target, outputsHint, inputsHint, regression, signal: io.signal });
+  const progress = makeProgress(io.stderr, a.quiet || a.json);
+  const reading = (file: string) => (records: number) => progress.reading(file, records);
+  let loaded;
+  try {
+    loaded = await loadDataset(a.data, { ...readerOptions(fields), encoding: start?.target, outputsHint, inputsHint, regression, signal: io.signal, onProgress: reading(a.data) });
+  } finally {
+    progress.done(); // clears the reading line, also before an error message
+  }
   let train = loaded.dataset;
   const target: TargetInfo = loaded.encoding;
 
@@ -210,7 +217,11 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
 
   let validation: Dataset | undefined;
   if (a.validation !== undefined) {
-    validation = (await loadDataset(a.validation, { ...readerOptions(fields), encoding: target, inputsHint: model.inputs, signal: io.signal })).dataset;
+    try {
+      validation = (await loadDataset(a.validation, { ...readerOptions(fields), encoding: target, inputsHint: model.inputs, signal: io.signal, onProgress: reading(a.validation) })).dataset;
+    } finally {
+      progress.done();
+    }
   } else if (a.validationSplit !== undefined) {
     const order = Int32Array.from({ length: train.size }, (_, i) => i);
     new Rng(a.seed).shuffle(order);
@@ -218,7 +229,6 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   }
   if (a.normalize === 'standard') model.normalization = computeNormalization(train.x, train.size, train.inputDim);
 
-  const progress = makeProgress(io.stderr, a.quiet || a.json);
   // A resumed run appends to the metrics of the run it continues.
   if (a.metrics !== undefined && a.resume === undefined) await fsp.writeFile(a.metrics, '');
   const trainer = new Trainer(model, { threads: a.threads });

@@ -4,6 +4,8 @@
 import type { EpochStats, StepProgress } from './trainer.js';
 
 export interface ProgressSink {
+  /** Records read so far from a data file (a large file takes seconds to load). */
+  reading(file: string, records: number): void;
   step(p: StepProgress): void;
   epoch(e: EpochStats, epochs: number): void;
   done(): void;
@@ -30,9 +32,10 @@ export function epochLine(e: EpochStats, epochs: number): string {
 }
 
 export function makeProgress(stream: NodeJS.WriteStream, quiet: boolean): ProgressSink {
-  if (quiet) return { step() {}, epoch() {}, done() {} };
+  if (quiet) return { reading() {}, step() {}, epoch() {}, done() {} };
   if (!stream.isTTY) {
     return {
+      reading() {},
       step() {},
       epoch(e, epochs) { stream.write(epochLine(e, epochs) + '\n'); },
       done() {},
@@ -46,6 +49,13 @@ export function makeProgress(stream: NodeJS.WriteStream, quiet: boolean): Progre
   let live = false;
   const clear = () => { if (live) stream.write('\r\x1b[2K'); live = false; };
   return {
+    reading(file, records) {
+      const now = performance.now();
+      if (now - last < 100) return;
+      last = now;
+      stream.write(`\r\x1b[2Kreading ${file}: ${rate(records)} records`.slice(0, Math.max(20, (stream.columns || 120) - 1)));
+      live = true;
+    },
     step(p) {
       // The clock starts at the first step seen in an epoch (step 1, or the step a resumed run
       // starts from).

@@ -326,9 +326,11 @@ export interface LoadOptions extends ReaderOptions {
   /** Single-number targets are regression targets even when they are all 0/1 or whole numbers
    *  (the network was asked for an mse loss or a linear output). @default false */
   regression?: boolean | undefined;
+  /** Called every 4,096 records with the count read so far (progress on large files). */
+  onProgress?: ((records: number) => void) | undefined;
 }
 
-const LOAD_OPTION_KEYS = [...READER_OPTION_KEYS, ...Object.keys({ encoding: 1, outputsHint: 1, inputsHint: 1, regression: 1 } satisfies Record<Exclude<keyof LoadOptions, keyof ReaderOptions>, 1>)];
+const LOAD_OPTION_KEYS = [...READER_OPTION_KEYS, ...Object.keys({ encoding: 1, outputsHint: 1, inputsHint: 1, regression: 1, onProgress: 1 } satisfies Record<Exclude<keyof LoadOptions, keyof ReaderOptions>, 1>)];
 
 /**
  * Reads a whole file into a Dataset. x and y grow in typed arrays by doubling (no number[][]).
@@ -414,6 +416,7 @@ export async function loadDataset(file: string, options: LoadOptions = {}): Prom
       }
     }
     n++;
+    if ((n & 4095) === 0) options.onProgress?.(n);
   }
 
   let encoding: TargetEncoding;

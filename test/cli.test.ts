@@ -427,3 +427,19 @@ describe('installed as a package: node_modules/bptrain with its production depen
     expect(existsSync(path.join(pkg, 'bench'))).toBe(false);
   });
 });
+
+describe('progress on a terminal', () => {
+  it('shows the records read while a file loads, and an ETA only once a step time is known', async () => {
+    const { makeProgress } = await import('../src/progress.js');
+    let text = '';
+    const tty = { isTTY: true, columns: 100, write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
+    const p = makeProgress(tty, false);
+    p.reading('big.ndjson', 40960);
+    expect(text).toContain('reading big.ndjson: 40,960 records');
+    p.done();
+    await new Promise((r) => setTimeout(r, 120)); // past the 10-per-second throttle
+    p.step({ epoch: 1, epochs: 2, step: 1, steps: 10, loss: 1, samplesPerSec: 100 });
+    expect(text).toContain('1/10');
+    expect(text).toContain('ETA --:--');
+  });
+});
