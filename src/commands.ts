@@ -419,9 +419,6 @@ export interface EvaluateArgs {
   json: boolean;
 }
 
-/** Samples per slice of evaluate's own forward pass (see evaluateCommand). */
-const EVAL_SLICE = 4096;
-
 export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
   const model = await loadModel(a.model);
   const fields = modelFields(model, a.fields);
@@ -434,20 +431,12 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
   const trainer = new Trainer(model, { threads: a.threads });
   let metrics;
   try {
-    metrics = await trainer.evaluate(dataset, { signal: io.signal });
+    // One pass, on the trainer's threads, gives the loss and every sample's outputs.
+    metrics = await trainer.evaluate(dataset, { signal: io.signal, outputs: true });
   } finally {
     await trainer.close();
   }
-  // The outputs for the per-class table, in slices with a breath between them, so that a signal
-  // is seen (one forward pass over a large set would hold the event loop for seconds).
-  const n0 = dataset.inputDim;
-  const out = new Float64Array(dataset.size * model.outputs);
-  for (let i = 0; i < dataset.size; i += EVAL_SLICE) {
-    const n = Math.min(EVAL_SLICE, dataset.size - i);
-    out.set(model.forward(dataset.x.subarray(i * n0, (i + n) * n0), n), i * model.outputs);
-    await new Promise((resolve) => setImmediate(resolve));
-    checkInterrupted(io);
-  }
+  const out = metrics.outputs!;
   const m = model.outputs;
   const result: Record<string, unknown> = { loss: metrics.loss, samples: dataset.size };
   const kind = encoding.kind;

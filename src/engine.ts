@@ -127,6 +127,8 @@ export interface Context {
   readonly rows: RowRange[];
   readonly optState: Float64Array;
   readonly sync: Int32Array;
+  /** Evaluation outputs (N × nL), or null when not asked for. */
+  readonly outputs: Float64Array | null;
 }
 
 export function makeContext(spec: NetSpec, buffers: SharedBuffers, layout: Layout = makeLayout(spec)): Context {
@@ -150,6 +152,7 @@ export function makeContext(spec: NetSpec, buffers: SharedBuffers, layout: Layou
     rows: rowBlocks(layout),
     optState: new Float64Array(buffers.optState),
     sync: new Int32Array(buffers.sync),
+    outputs: buffers.outputs !== undefined ? new Float64Array(buffers.outputs) : null,
   };
 }
 
@@ -189,8 +192,16 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
       if (sumInto === null) throw new Error('runChunks: a gradient needs sumInto');
       r = chunkGradient(layout, ctx.P, sumInto, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, true);
     } else {
-      gatherBlock(ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, sizes[0], sizes[sizes.length - 1]);
+      const m = sizes[sizes.length - 1];
+      gatherBlock(ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, sizes[0], m);
       r = evaluateBlock(layout, ctx.P, ctx.ws, S);
+      if (ctx.outputs !== null) {
+        const A = ctx.ws.acts[layout.depth]; // (m × S), feature-major
+        for (let s = 0; s < S; s++) {
+          const o = ctx.order[t.batchStart + begin + s] * m;
+          for (let j = 0; j < m; j++) ctx.outputs[o + j] = A[j * S + s];
+        }
+      }
     }
     ctx.stats[c * STATS_PER_CHUNK] = r.loss;
     ctx.stats[c * STATS_PER_CHUNK + 1] = r.correct;

@@ -32,6 +32,8 @@ export interface SharedBuffers {
   readonly optState: SharedArrayBuffer;
   /** Int32 counters and flags of a parallel step (SYNC_*; see engine.ts runParallelSteps). */
   readonly sync: SharedArrayBuffer;
+  /** When present, evaluation tasks write each sample's outputs here (N × nL, sample-major). */
+  readonly outputs?: SharedArrayBuffer;
 }
 
 /** Layout of the sync buffer (Int32; see engine.ts runParallelSteps):

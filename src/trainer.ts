@@ -121,6 +121,8 @@ export interface ResolvedFitOptions
 export interface EvaluateOptions {
   /** Stops the evaluation between rounds of chunks: evaluate rejects with the signal's reason. */
   signal?: AbortSignal | undefined;
+  /** Also return every sample's outputs (Metrics.outputs), from the same pass. @default false */
+  outputs?: boolean | undefined;
 }
 
 export interface EpochStats {
@@ -159,7 +161,10 @@ export interface History {
 }
 
 export interface Metrics {
+  /** Mean loss per sample. */
   loss: number;
+  /** The model's outputs (size × outputs, sample-major), with evaluate's `outputs: true`. */
+  outputs?: Float64Array;
   /** For sigmoid and softmax outputs. */
   accuracy?: number;
   samples: number;
@@ -227,15 +232,16 @@ export class Trainer {
 
   /** Loss (and accuracy) of the model on a dataset, computed in parallel like training. */
   async evaluate(data: Dataset, options: EvaluateOptions = {}): Promise<Metrics> {
-    checkOptionKeys(options, ['signal'], 'evaluate options');
+    checkOptionKeys(options, ['signal', 'outputs'], 'evaluate options');
     const signal = options.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw new OptionError('signal', signal, 'an AbortSignal');
+    if (options.outputs !== undefined && typeof options.outputs !== 'boolean') throw new OptionError('outputs', options.outputs, 'a boolean');
     this.enter();
     try {
       const model = this.model;
       checkDatasetFits(data, model.inputs, model.outputs);
       const shared = this.shareData(data);
-      return await this.evaluateShared(shared, this.threadsFor(EVAL_CHUNK * 4), signal);
+      return await this.evaluateShared(shared, this.threadsFor(EVAL_CHUNK * 4), signal, options.outputs === true);
     } finally {
       this.busy = false;
     }
@@ -452,7 +458,7 @@ export class Trainer {
     return settled.map((r) => (r as PromiseFulfilledResult<WorkerResult>).value);
   }
 
-  private async evaluateShared(data: Dataset, threads: number, signal?: AbortSignal): Promise<Metrics> {
+  private async evaluateShared(data: Dataset, threads: number, signal?: AbortSignal, withOutputs = false): Promise<Metrics> {
     const model = this.model;
     const layout = model.layout;
     const N = data.size;
@@ -469,6 +475,7 @@ export class Trainer {
       x: data.x.buffer as SharedArrayBuffer,
       y: data.y.buffer as SharedArrayBuffer,
       order: identityOrder(N).buffer as SharedArrayBuffer,
+      ...(withOutputs ? { outputs: new SharedArrayBuffer(Math.max(8, 8 * N * model.outputs)) } : {}),
     };
     await this.ensurePool(threads);
     const ctx = makeContext(layout.spec, buffers, layout);
@@ -489,7 +496,10 @@ export class Trainer {
       if (threads <= 1) await yieldToEventLoop();
     }
     const units = accuracyUnits(model);
-    return { loss: loss / N, ...(units > 0 ? { accuracy: correct / (N * units) } : {}), samples: N };
+    return {
+      loss: loss / N, ...(units > 0 ? { accuracy: correct / (N * units) } : {}), samples: N,
+      ...(ctx.outputs !== null ? { outputs: ctx.outputs.subarray(0, N * model.outputs) } : {}),
+    };
   }
 
   private async fitLoop(data: Dataset, opts: ResolvedFitOptions): Promise<History> {

@@ -111,6 +111,21 @@ describe('options are validated before any work', () => {
     expect(explicit.threadsFor(16)).toBe(8); // asked for: the extra threads share the sums
     await Promise.all([tiny.close(), mnist.close(), explicit.close()]);
   });
+  it("evaluate's outputs: true gives every sample's outputs from the same pass, equal to predict's, on 1 and 2 threads", async () => {
+    const m = createModel({ layers: [3, 7, 2], seed: 3 });
+    const set = randomData(2, 300, 3, 2, 'cross-entropy');
+    const rows = Array.from({ length: set.size }, (_, i) => Array.from(set.x.subarray(i * 3, i * 3 + 3)));
+    const expected = Float64Array.from(m.predict(rows).flat());
+    for (const threads of [1, 2]) {
+      const trainer = new Trainer(m, { threads });
+      const r = await trainer.evaluate(set, { outputs: true });
+      const plain = await trainer.evaluate(set);
+      await trainer.close();
+      expect(sameBits(r.outputs!, expected), `threads=${threads}`).toBe(true);
+      expect([r.loss, r.accuracy]).toEqual([plain.loss, plain.accuracy]);
+      expect(plain.outputs).toBeUndefined();
+    }
+  });
   it('a closed trainer, or one already fitting, refuses with a StateError', async () => {
     const trainer = new Trainer(model, { threads: 1 });
     const first = trainer.fit(data, { epochs: 3 });
