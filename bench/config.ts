@@ -45,7 +45,7 @@ export interface BenchConfig {
   command: string;
 }
 
-export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/bench/run.js [options])
+export const USAGE = `Usage: npm run bench -- [options]   (or: bptrain bench [options], node dist/bench/run.js [options])
 
   --quick             every suite in a few seconds (tiny sizes, 1 iteration, threads 1,2):
                       checks that the suites run, not how fast

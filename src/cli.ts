@@ -163,7 +163,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('out', { describe: 'Write the trained model here (only when training completes)', requiresArg: true })
         .option('validation-split', { describe: 'Hold out this fraction of the data (seeded) for validation', requiresArg: true })
         .option('validation', { describe: 'Validation data file', requiresArg: true })
-        .option('patience', { describe: 'Stop after N epochs without a better validation loss; keep the best weights', requiresArg: true })
+        .option('patience', { describe: 'Stop after N epochs without a better validation loss (training loss without validation data); keep the best weights', requiresArg: true })
         .option('metrics', { describe: 'Write one JSON line per epoch to this file', requiresArg: true })
         .option('normalize', { describe: "'standard': per-feature mean/std from the training data, stored in the model", requiresArg: true })
         .option('checkpoint', { describe: 'Write a checkpoint here after every epoch and on SIGINT/SIGTERM', requiresArg: true })
@@ -171,7 +171,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('resume', { describe: 'Continue from a checkpoint (same command, data and options)', requiresArg: true })
         .option('clip-norm', { describe: 'Clip the gradient to this L2 norm', requiresArg: true })
         .option('json', { type: 'boolean', describe: 'Print a final summary as one JSON line on stdout' })
-        .option('quiet', { type: 'boolean', describe: 'No progress output' })
+        .option('quiet', { type: 'boolean', describe: 'No progress output and no summary' })
         .example('$0 train --data big.ndjson --hidden-layers 128,64 --checkpoint run.ckpt --out model.json', 'Ctrl-C, then the same command with --resume run.ckpt continues exactly')
         .example('$0 train --data data/tutorial-train.ndjson --layers 2,3,2,1 --hidden sigmoid --output sigmoid --lr 0.5 --momentum 0.9 --batch 16 --epochs 60 --out model.json', "the tutorial's network")
         .example('$0 train --data iris.ndjson --features sepal_length,sepal_width --label species --hidden-layers 16 --optimizer adam --validation-split 0.2 --normalize standard', 'record form, string labels'),
@@ -239,9 +239,7 @@ export function buildParser(argv: string[], io: Io): Argv {
     .command('bench', 'Run the benchmark suites (see BENCHMARKS.md); arguments pass through', (y) =>
       y.strict(false).example('$0 bench --quick', 'check that the suites run').example('$0 bench --threads 1,2', 'scaling at 1 and 2 threads'),
       run(async () => {
-        const rest = argv.slice(argv.indexOf('bench') + 1);
-        const bench = (await import(new URL('../bench/run.js', import.meta.url).href)) as { runBenchmarks(a: string[]): Promise<number> };
-        const code = await bench.runBenchmarks(rest);
+        const code = await runBench(argv.slice(argv.indexOf('bench') + 1));
         if (code !== 0) throw new RuntimeExit(code);
       }))
     .demandCommand(1, 'Give a command: init, train, predict, evaluate or bench')
@@ -262,6 +260,12 @@ class RuntimeExit extends Error {
   }
 }
 
+/** The benchmarks' own entry (bench/run.ts), with its own options and --help. */
+async function runBench(args: string[]): Promise<number> {
+  const bench = (await import(new URL('../bench/run.js', import.meta.url).href)) as { runBenchmarks(a: string[]): Promise<number> };
+  return bench.runBenchmarks(args);
+}
+
 /** Runs the CLI; resolves with the exit code. SIGINT/SIGTERM stop any command: training after the
  *  step in progress (the checkpoint, when asked for, is written first), reading and predicting at
  *  the next line; exit codes 130/143, and no output file is left half-written. A second signal
@@ -279,12 +283,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
     controller.abort(new Interrupted(name));
   };
   const onInt = onSignal('SIGINT'), onTerm = onSignal('SIGTERM');
-  // The benchmarks have nothing to save half-way: Node's default ends them at once.
-  const handled = argv[0] !== 'bench';
-  if (handled) {
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
-  }
+  // `bptrain bench …` goes straight to the benchmarks, whose options (and --help) are their own;
+  // they have nothing to save half-way, so Node's default signal handling ends them at once.
+  if (argv[0] === 'bench') return runBench(argv.slice(1));
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
   try {
     await buildParser(argv, { ...io, signal: controller.signal }).parseAsync();
     return 0;

@@ -302,7 +302,8 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
 /** What an interrupted training left: the checkpoint fit wrote in answer to the signal (it says
  *  so through onCheckpoint), the one it resumed from (interrupted before writing one), or nothing. */
 function interruptedTraining(err: Interrupted, a: TrainArgs, wroteAfterSignal: boolean): string {
-  const out = a.out !== undefined ? 'nothing was written to --out' : 'nothing was written';
+  const metrics = a.metrics !== undefined ? `; --metrics ${a.metrics} has the finished epochs` : '';
+  const out = (a.out !== undefined ? 'nothing was written to --out' : 'nothing was written') + metrics;
   const ckpt = a.checkpoint ?? a.resume;
   if (ckpt !== undefined && wroteAfterSignal) return `${out}; the checkpoint ${ckpt} is up to date: the same command with --resume ${ckpt} continues`;
   if (a.resume !== undefined) return `${out}; the checkpoint ${a.resume} is as it was: the same command with --resume ${a.resume} continues from there`;

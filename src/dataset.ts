@@ -36,6 +36,8 @@ export function makeDataset(
   if (size === 0) throw new OptionError('x', x, 'at least one sample');
   const inputDim = x[0].length;
   const classes = options.classes;
+  if (classes !== undefined && !(Number.isInteger(classes) && classes >= 2))
+    throw new OptionError('classes', classes, 'the number of classes, an integer ≥ 2 (y then holds class indices)');
   const first = y[0];
   const targetDim = classes !== undefined ? classes : typeof first === 'number' ? 1 : first.length;
   const X = new Float64Array(size * inputDim);

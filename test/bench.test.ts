@@ -84,6 +84,11 @@ describe('npm run bench -- --quick', () => {
     expect(plot.trimEnd().endsWith('</svg>')).toBe(true);
   });
 
+  it('bptrain bench --help shows the benchmarks\' own options (not the generic command help)', () => {
+    const r = spawnSync(process.execPath, [path.join(root, 'dist', 'src', 'cli.js'), 'bench', '--help'], { cwd: root, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    for (const flag of ['--quick', '--suites', '--time', '--out', '--update-docs']) expect(r.stdout).toContain(flag);
+  });
   it('answers --help with exit 0 and a bad option with exit 2', () => {
     const help = bench(['--help']);
     expect(help.status).toBe(0);

@@ -76,6 +76,7 @@ describe('options are validated before any work', () => {
     expect(() => new Trainer(model, { thread: 2 } as never)).toThrow(/thread is not one of the Trainer options \(did you mean threads\?\)/);
     expect(() => new Trainer(model, { threads: null } as never)).toThrow(/threads must be a value, or left out/);
     expect(() => makeDataset([[1, 2]], [0], { class: 2 } as never)).toThrow(/class is not one of the makeDataset options \(did you mean classes\?\)/);
+    expect(() => makeDataset([[1, 2]], [0], { classes: ['a', 'b'] } as never)).toThrow(/classes must be the number of classes/);
   });
   it('rejects a dataset that is not one, and NaN or infinite values with the sample that holds them', async () => {
     const trainer = new Trainer(model, { threads: 1 });
