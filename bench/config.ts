@@ -39,6 +39,8 @@ export interface BenchConfig {
   outDir: string;
   /** Also rewrite BENCHMARKS.md at the repository root (full runs only). */
   updateDocs: boolean;
+  /** Every suite, the default time budget, not quick: such runs alone replace latest.*. */
+  complete: boolean;
   timing: BenchTiming;
   sizes: Sizes;
   /** The command line as typed, for the results file and BENCHMARKS.md. */
@@ -54,7 +56,8 @@ export const USAGE = `Usage: npm run bench -- [options]   (or: bptrain bench [op
   --time MS           time budget per task in ms (default 2000; quick: 0)
   --out DIR           where the results go (default bench/results in the repository;
                       bptrain-bench in the current directory for an installed bptrain)
-  --update-docs       also rewrite BENCHMARKS.md from this run (not with --quick)
+  --update-docs       also rewrite BENCHMARKS.md from this run (a full default run only:
+                      all suites, the default --time, no --quick, no --out)
   -h, --help          this text
 `;
 
@@ -109,7 +112,17 @@ function readDevDependencies(): Record<string, string> {
 export class UsageError extends Error {}
 
 /** Parses the bench's arguments. Returns null for --help. Throws UsageError on a bad argument. */
-export function parseBenchArgs(argv: string[]): BenchConfig | null {
+/** The default time budget per task, ms. */
+const DEFAULT_TIME = 2000;
+
+/** An argument as a shell would need it typed. */
+function shellQuote(a: string): string {
+  return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`;
+}
+
+/** `invokedAs`: the command before the arguments, for the record ('npm run bench --',
+ *  'bptrain bench', 'node dist/bench/run.js'). */
+export function parseBenchArgs(argv: string[], invokedAs = 'npm run bench --'): BenchConfig | null {
   let values;
   try {
     ({ values } = parseArgs({
@@ -127,7 +140,10 @@ export function parseBenchArgs(argv: string[]): BenchConfig | null {
       },
     }));
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    const message = (err as Error).message;
+    // parseArgs reads a negative number as an option ("argument is ambiguous"): say what is wrong.
+    const ambiguous = /Option '(--[a-z-]+)'.* argument is ambiguous/.exec(message);
+    throw new UsageError(ambiguous !== null ? `${ambiguous[1]}: a value starting with '-' is not allowed here (a non-negative integer or a list of them)` : message);
   }
   if (values.help) return null;
   const quick = values.quick === true;
@@ -142,8 +158,11 @@ export function parseBenchArgs(argv: string[]): BenchConfig | null {
   for (const s of suites)
     if (!(SUITES as readonly string[]).includes(s)) throw new UsageError(`--suites: unknown suite '${s}' (known: ${SUITES.join(', ')})`);
 
-  const time = values.time !== undefined ? nonNegativeInt(values.time, '--time') : quick ? 0 : 2000;
-  if (values['update-docs'] && quick) throw new UsageError('--update-docs needs a full run (not --quick)');
+  const time = values.time !== undefined ? nonNegativeInt(values.time, '--time') : quick ? 0 : DEFAULT_TIME;
+  // BENCHMARKS.md shows the whole picture: only a run of every suite, with the default time
+  // budget, into the repository's results folder, may rewrite it.
+  if (values['update-docs'] && (quick || suites.length !== SUITES.length || time !== DEFAULT_TIME || values.out !== undefined))
+    throw new UsageError('--update-docs needs a full default run: all suites, the default --time, no --quick, no --out');
 
   return {
     quick,
@@ -151,30 +170,33 @@ export function parseBenchArgs(argv: string[]): BenchConfig | null {
     suites: SUITES.filter((s) => suites.includes(s)),
     outDir: path.resolve(values.out ?? defaultOutDir()),
     updateDocs: values['update-docs'] === true,
+    // latest.json/latest.svg (which BENCHMARKS.md links) come only from runs of the same kind.
+    complete: !quick && suites.length === SUITES.length && time === DEFAULT_TIME,
     timing: quick
       ? { time, iterations: 1, warmupTime: 0, warmupIterations: 1 }
       : { time, iterations: 5, warmupTime: 250, warmupIterations: 1 },
     sizes: quick
       ? { tinySamples: 256, mnistSamples: 256, wideSamples: 32, overheadSteps: 4, kernelBlock: 64 }
       : { tinySamples: 16384, mnistSamples: 4096, wideSamples: 512, overheadSteps: 64, kernelBlock: 64 },
-    command: ['npm run bench', ...(argv.length > 0 ? ['--', ...argv] : [])].join(' '),
+    command: argv.length > 0 ? [invokedAs, ...argv.map(shellQuote)].join(' ') : invokedAs.replace(/ --$/, ''),
   };
 }
 
 function parseList(s: string, name: string): string[] {
-  const items = s.split(',').map((x) => x.trim()).filter((x) => x !== '');
-  if (items.length === 0) throw new UsageError(`${name}: expected a comma-separated list`);
+  const items = s.split(',');
+  if (items.some((x) => x === '')) throw new UsageError(`${name}: expected a comma-separated list without empty items; received '${s}'`);
   return items;
 }
 
+// Plain decimal digits only: Number() would also take 1e1, 0x2 and ' 2'.
 function positiveInt(s: string, name: string, max: number): number {
-  const n = Number(s);
+  const n = /^\d+$/.test(s) ? Number(s) : NaN;
   if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`${name}: '${s}' is not an integer from 1 to ${max}`);
   return n;
 }
 
 function nonNegativeInt(s: string, name: string): number {
-  const n = Number(s);
+  const n = /^\d+$/.test(s) ? Number(s) : NaN;
   if (!Number.isInteger(n) || n < 0) throw new UsageError(`${name}: '${s}' is not a non-negative integer`);
   return n;
 }

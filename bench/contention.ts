@@ -118,7 +118,11 @@ async function measure(mib: number, repetitions: number): Promise<number[]> {
 
 async function main(): Promise<void> {
   const repetitions = Number(process.argv[2] ?? 25);
-  if (!(Number.isInteger(repetitions) && repetitions >= 3)) throw new Error(`repetitions must be an integer ≥ 3; received ${process.argv[2]}`);
+  if (!(Number.isInteger(repetitions) && repetitions >= 3)) {
+    process.stderr.write(`usage: node dist/bench/contention.js [REPETITIONS]: REPETITIONS must be an integer ≥ 3; received ${process.argv[2]}\n`);
+    process.exitCode = 2;
+    return;
+  }
   const lines = [
     `Two threads, each alone and then both at once, ${repetitions} times: time both at once ÷ time alone (1.00 = two full cores).`,
     '',

@@ -22,7 +22,7 @@ export function stamp(d: Date): string {
   return d.toISOString().slice(0, 19).replace(/:/g, '-') + 'Z';
 }
 
-export async function writeResults(r: BenchResults, outDir: string): Promise<WrittenFiles> {
+export async function writeResults(r: BenchResults, outDir: string, complete = !r.quick): Promise<WrittenFiles> {
   await fsp.mkdir(outDir, { recursive: true });
   const name = stamp(new Date(r.startedAt)) + (r.quick ? '-quick' : '');
   const json = JSON.stringify(r, null, 2) + '\n';
@@ -30,7 +30,7 @@ export async function writeResults(r: BenchResults, outDir: string): Promise<Wri
   const files: WrittenFiles = { json: path.join(outDir, `${name}.json`), svg: path.join(outDir, `${name}.svg`) };
   await fsp.writeFile(files.json, json);
   await fsp.writeFile(files.svg, svg);
-  if (!r.quick) {
+  if (complete) {
     files.latest = { json: path.join(outDir, 'latest.json'), svg: path.join(outDir, 'latest.svg') };
     await fsp.writeFile(files.latest.json, json);
     await fsp.writeFile(files.latest.svg, svg);
@@ -84,7 +84,7 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
   out.push(`${h} Run of ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC`, '');
   out.push(`- Command: \`${r.command}\` (${r.durationSec.toFixed(0)} s)${r.commit !== undefined ? `, at commit ${r.commit}` : ''}`);
   out.push(`- Machine: ${m.cpuModel}, ${m.cores} logical cores (os.availableParallelism() = ${m.availableParallelism}), ${m.totalMemGiB.toFixed(0)} GiB; ${m.platform} ${m.arch}; Node ${m.node}, V8 ${m.v8}; tinybench ${m.tinybench ?? '?'}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(', ')}`);
-  out.push(`- Method: tinybench \`Bench\`es (one per workload or comparison), warm-up on (≥ ${t.warmupIterations} call, ≥ ${t.warmupTime} ms), then ≥ ${t.iterations} timed calls and ≥ ${t.time} ms per task. samples/s = samples per task ÷ median task time (robust to a shared machine's bursts; the scaling suite runs in rounds of about 150 ms per thread count, at least 8, every thread count once per round with the order rotated, so a burst falls on every thread count alike, and takes the median over all rounds); ± = tinybench's rme (95% confidence half-width of the mean); range = slowest–fastest call. Seed ${r.config.seed} everywhere; SGD, lr ${r.config.lr}, no shuffling.`);
+  out.push(`- Method: tinybench \`Bench\`es (one per workload or comparison), warm-up on (≥ ${t.warmupIterations} call, ≥ ${t.warmupTime} ms), then ≥ ${t.iterations} timed calls and ≥ ${t.time} ms per task. samples/s = samples per task ÷ median task time (robust to a shared machine's bursts). ${r.quick ? 'Quick runs time a single call per task: their figures only show that the suites run.' : "The scaling suite runs in rounds of about 150 ms per thread count, at least 8, every thread count once per round with the order rotated, so a burst falls on every thread count alike; its figures come from each round's mean time per call: the median over the rounds, ± its 95% confidence half-width, range = slowest–fastest round. The other suites: ± = tinybench's rme (95% confidence half-width of the mean), range = slowest–fastest call."} The coordinator overhead's µs per step is from the mean. Seed ${r.config.seed} everywhere; SGD, lr ${r.config.lr}, no shuffling.`);
   if (r.quick) out.push('', '> **Quick run**: tiny sizes and one timed call per task. These numbers show that the suites run, not how fast anything is.');
   out.push('');
 
@@ -109,8 +109,11 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
         fixed(x.speedup), fixed(x.efficiency), sig(x.gflops),
       ])), '');
     const most = Math.max(...sc.rows.map((x) => (typeof x.threadsUsed === 'number' ? x.threadsUsed : 1)));
+    const cores = r.machine.availableParallelism;
+    if (most > cores)
+      out.push(`**Rows with more threads than this machine's ${cores} cores measure oversubscription, not scaling:** the threads meet at barriers three times a step and wait for one another's turn on a core.`, '');
     if (most < 16)
-      out.push(`Threads above ${most} were not measured in this run (the machine has ${r.machine.availableParallelism} cores). On a machine with 16 cores: \`npm run bench -- --suites scaling --threads 1,2,4,8,16\`. A batch is shared by at most B/32 threads (chunks of 32 samples), so batch 256 scales to 8 threads and batch 512 to 16.`, '');
+      out.push(`Threads above ${most} were not measured in this run (the machine has ${cores} cores). On a machine with 16 cores: \`npm run bench -- --suites scaling --threads 1,2,4,8,16\`. A step's δ pass uses at most one thread per 32-sample chunk (B/32: 8 at batch 256); more threads share only its gradient sums and update.`, '');
   }
 
   const k = r.suites.kernels;

@@ -24,10 +24,10 @@ export type { BenchResults } from './results.js';
 
 /** Runs the benchmarks for the given arguments (without the program name) and returns the exit
  *  code: 0 after a completed run (whatever the ratios say), 1 when a suite failed, 2 on bad usage. */
-export async function runBenchmarks(argv: string[]): Promise<number> {
+export async function runBenchmarks(argv: string[], invokedAs = process.env.npm_lifecycle_event === 'bench' ? 'npm run bench --' : 'node dist/bench/run.js'): Promise<number> {
   let cfg: BenchConfig | null;
   try {
-    cfg = parseBenchArgs(argv);
+    cfg = parseBenchArgs(argv, invokedAs);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`bench: ${err.message}\n\n${USAGE}`);
@@ -78,7 +78,7 @@ export async function runBenchmarks(argv: string[]): Promise<number> {
   results.ratios = computeRatios(results);
 
   process.stdout.write(renderMarkdown(results) + '\n');
-  const files = await writeResults(results, cfg.outDir);
+  const files = await writeResults(results, cfg.outDir, cfg.complete);
   log(`wrote ${files.json} and ${files.svg}${files.latest !== undefined ? ` (and latest.json, latest.svg)` : ''}`);
   if (cfg.updateDocs && files.latest !== undefined) {
     const root = repoRoot();

@@ -262,8 +262,8 @@ class RuntimeExit extends Error {
 
 /** The benchmarks' own entry (bench/run.ts), with its own options and --help. */
 async function runBench(args: string[]): Promise<number> {
-  const bench = (await import(new URL('../bench/run.js', import.meta.url).href)) as { runBenchmarks(a: string[]): Promise<number> };
-  return bench.runBenchmarks(args);
+  const bench = (await import(new URL('../bench/run.js', import.meta.url).href)) as { runBenchmarks(a: string[], invokedAs: string): Promise<number> };
+  return bench.runBenchmarks(args, 'bptrain bench');
 }
 
 /** Runs the CLI; resolves with the exit code. SIGINT/SIGTERM stop any command: training after the

@@ -96,6 +96,13 @@ describe('npm run bench -- --quick', () => {
     const bad = bench(['--threads', 'zero']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('--threads');
+    // Values Number() would take but nobody means, and a partial run that would rewrite BENCHMARKS.md.
+    for (const args of [['--threads', '1e1'], ['--threads', '0x2'], ['--threads', '1,,2'], ['--threads', ' 2'], ['--time', '1e3'], ['--time', '-1'],
+      ['--update-docs', '--suites', 'kernels'], ['--update-docs', '--time', '0'], ['--update-docs', '--out', out]]) {
+      const r = bench(args);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(/^bench: --(threads|time|update-docs)/);
+    }
   });
 });
 
@@ -139,7 +146,8 @@ describe('node dist/bench/contention.js (the machine diagnostic)', () => {
       expect(hi).toBeGreaterThanOrEqual(median);
     }
     const bad = spawnSync(process.execPath, [path.join(root, 'dist', 'bench', 'contention.js'), '1'], { cwd: root, encoding: 'utf8' });
-    expect(bad.status).toBe(1);
+    expect(bad.status).toBe(2); // a usage message, no stack trace
+    expect(bad.stderr).toMatch(/^usage: node dist\/bench\/contention\.js \[REPETITIONS\]/);
     expect(bad.stderr).toContain('received 1');
   });
 });
