@@ -111,6 +111,19 @@ function readDevDependencies(): Record<string, string> {
 
 export class UsageError extends Error {}
 
+/**
+ * The one optional count argument of a diagnostic script (steps.js, contention.js): argv[2], or
+ * `fallback`. A bad value prints a usage line and sets exit code 2, and returns null: the script
+ * then ends without a stack trace.
+ */
+export function countArgument(script: string, name: string, fallback: number, min: number): number | null {
+  const n = Number(process.argv[2] ?? fallback);
+  if (Number.isInteger(n) && n >= min) return n;
+  process.stderr.write(`usage: node dist/bench/${script} [${name}]: ${name} must be an integer ≥ ${min}; received ${process.argv[2]}\n`);
+  process.exitCode = 2;
+  return null;
+}
+
 /** Parses the bench's arguments. Returns null for --help. Throws UsageError on a bad argument. */
 /** The default time budget per task, ms. */
 const DEFAULT_TIME = 2000;

@@ -18,6 +18,7 @@ import { createModel, paramViews } from '../src/index.js';
 import { chunkGradient, makeWorkspace } from '../src/backprop.js';
 import { CHUNK_SIZE } from '../src/engine.js';
 import { firstSamples, loadMnist } from './datasets.js';
+import { countArgument } from './config.js';
 
 interface Job {
   readonly sync: SharedArrayBuffer;
@@ -117,12 +118,8 @@ async function measure(mib: number, repetitions: number): Promise<number[]> {
 }
 
 async function main(): Promise<void> {
-  const repetitions = Number(process.argv[2] ?? 25);
-  if (!(Number.isInteger(repetitions) && repetitions >= 3)) {
-    process.stderr.write(`usage: node dist/bench/contention.js [REPETITIONS]: REPETITIONS must be an integer ≥ 3; received ${process.argv[2]}\n`);
-    process.exitCode = 2;
-    return;
-  }
+  const repetitions = countArgument('contention.js', 'REPETITIONS', 25, 3);
+  if (repetitions === null) return;
   const lines = [
     `Two threads, each alone and then both at once, ${repetitions} times: time both at once ÷ time alone (1.00 = two full cores).`,
     '',

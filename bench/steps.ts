@@ -11,19 +11,15 @@
 
 import { Trainer, createModel, toShared } from '../src/index.js';
 import { firstSamples, loadMnist } from './datasets.js';
-import { SEED, LR } from './config.js';
+import { SEED, LR, countArgument } from './config.js';
 
 const SAMPLES = 4096;
 const BATCH = 256;
 const PERCENTILES = [0.1, 0.25, 0.5, 0.75, 0.9, 0.95];
 
 async function main(): Promise<void> {
-  const epochs = Number(process.argv[2] ?? 12);
-  if (!(Number.isInteger(epochs) && epochs >= 2)) {
-    process.stderr.write(`usage: node dist/bench/steps.js [EPOCHS]: EPOCHS must be an integer ≥ 2; received ${process.argv[2]}\n`);
-    process.exitCode = 2;
-    return;
-  }
+  const epochs = countArgument('steps.js', 'EPOCHS', 12, 2);
+  if (epochs === null) return;
   const data = toShared(firstSamples(loadMnist().train, SAMPLES));
   const trainers = [1, 2].map((threads) => new Trainer(createModel({ layers: [784, 128, 64, 10], hidden: 'relu', output: 'softmax', loss: 'cross-entropy', seed: SEED }), { threads }));
   const times: number[][] = [[], []];

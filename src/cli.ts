@@ -9,7 +9,8 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isProgram, removeTempFiles } from './fsutil.js';
 import { Interrupted, UsageError, evaluateCommand, initCommand, predictCommand, trainCommand, type Io } from './commands.js';
-import { HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS } from './layout.js';
+import { HIDDEN_ACTIVATIONS, LOSSES, MAX_LAYER_SIZE, OUTPUT_ACTIVATIONS } from './layout.js';
+import { MAX_BATCH, MAX_EPOCHS } from './trainer.js';
 import type { InputFields } from './model.js';
 
 export { Interrupted, UsageError };
@@ -39,9 +40,6 @@ function num(raw: Raw, name: string, o: { int?: boolean; min?: number; max?: num
   return v;
 }
 
-/** Largest layer size (as the library's createModel). */
-const MAX_LAYER = 1 << 20;
-
 function intList(raw: Raw, name: string): number[] | undefined {
   const s = single(raw, name);
   if (s === undefined) return undefined;
@@ -49,7 +47,7 @@ function intList(raw: Raw, name: string): number[] | undefined {
   const values = parts.map(Number);
   if (parts.some((p) => p === '') || values.some((v) => !Number.isInteger(v) || v < 1))
     throw new UsageError(`--${name} must be a comma-separated list of positive integers, e.g. 784,128,64,10; received ${JSON.stringify(s)}`);
-  if (values.some((v) => v > MAX_LAYER)) throw new UsageError(`--${name}: a layer has at most ${MAX_LAYER} units; received ${JSON.stringify(s)}`);
+  if (values.some((v) => v > MAX_LAYER_SIZE)) throw new UsageError(`--${name}: a layer has at most ${MAX_LAYER_SIZE} units; received ${JSON.stringify(s)}`);
   return values;
 }
 
@@ -202,8 +200,8 @@ export function buildParser(argv: string[], io: Io): Argv {
           optimizer,
           lr: num(raw, 'lr', { gt: 0 }),
           momentum,
-          batch: num(raw, 'batch', { int: true, min: 1, max: 1 << 20 })!,
-          epochs: num(raw, 'epochs', { int: true, min: 1, max: 1e7 })!,
+          batch: num(raw, 'batch', { int: true, min: 1, max: MAX_BATCH })!,
+          epochs: num(raw, 'epochs', { int: true, min: 1, max: MAX_EPOCHS })!,
           threads: threads(raw),
           seed: num(raw, 'seed', { int: true })!,
           shuffle: raw.shuffle !== false,
@@ -272,6 +270,9 @@ async function runBench(args: string[]): Promise<number> {
  *  while the first is being honoured ends the process at once (a step of a large network can
  *  take seconds). */
 export async function main(argv: string[], io: Io): Promise<number> {
+  // `bptrain bench …` goes straight to the benchmarks, whose options (and --help) are their own;
+  // they have nothing to save half-way, so Node's default signal handling ends them at once.
+  if (argv[0] === 'bench') return runBench(argv.slice(1));
   const controller = new AbortController();
   const onSignal = (name: 'SIGINT' | 'SIGTERM') => () => {
     if (controller.signal.aborted) {
@@ -283,9 +284,6 @@ export async function main(argv: string[], io: Io): Promise<number> {
     controller.abort(new Interrupted(name));
   };
   const onInt = onSignal('SIGINT'), onTerm = onSignal('SIGTERM');
-  // `bptrain bench …` goes straight to the benchmarks, whose options (and --help) are their own;
-  // they have nothing to save half-way, so Node's default signal handling ends them at once.
-  if (argv[0] === 'bench') return runBench(argv.slice(1));
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   try {

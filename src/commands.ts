@@ -40,11 +40,6 @@ export class Interrupted extends Error {
   }
 }
 
-/** Throws the signal's reason if the command has been interrupted. */
-function checkInterrupted(io: Io): void {
-  io.signal?.throwIfAborted();
-}
-
 /**
  * Checks, before any work, the files a command will write (flag → file) against each other and
  * against the files it reads: a run that can only fail to write its result at the end would throw
@@ -351,7 +346,6 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
   };
   try {
     for await (const r of readRecords(a.data, { ...readerOptions(fields), requireTarget: false, signal: io.signal })) {
-      if (count === 0) checkInterrupted(io);
       if (r.x.length !== n0) throw new DataError(`x has ${r.x.length} values, expected ${n0} (the model's input size)`, displayName(a.data), r.line);
       X.set(r.x, count * n0);
       if (++count === BATCH) {
@@ -426,7 +420,6 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
   const { dataset, encoding } = await loadDataset(a.data, {
     ...readerOptions(fields), encoding: model.target, outputsHint: model.outputs, inputsHint: model.inputs, signal: io.signal,
   });
-  checkInterrupted(io);
   if (encoding.outputs !== model.outputs)
     throw new DataError(`targets need ${encoding.outputs} outputs, but the model has ${model.outputs}`, displayName(a.data));
   const trainer = new Trainer(model, { threads: a.threads });

@@ -177,7 +177,6 @@ export interface ModelFile {
 
 /** Resolves ModelOptions (defaults, validation) into a network spec. */
 export function resolveModelSpec(options: ModelOptions): NetSpec {
-  if (options === null || typeof options !== 'object') throw new OptionError('options', options, 'an object');
   checkOptionKeys(options, MODEL_OPTION_KEYS, 'model options');
   const { layers } = options;
   if (!Array.isArray(layers)) throw new OptionError('layers', layers, 'an array of layer sizes, e.g. [2, 3, 2, 1]');

@@ -95,7 +95,6 @@ function resolveOptions(o: ReaderOptions): Resolved {
  */
 export function readRecords(file: string, options: ReaderOptions = {}): AsyncGenerator<RawRecord> {
   if (typeof file !== 'string' || file === '') throw new OptionError('file', file, "a file name or '-'");
-  if (options === null || typeof options !== 'object') throw new OptionError('options', options, 'an object');
   checkOptionKeys(options, READER_OPTION_KEYS, 'reader options');
   return records(file, resolveOptions(options));
 }

@@ -324,7 +324,7 @@ export interface LoadOptions extends ReaderOptions {
   /** The network's input size, when known: a different x length fails at the first record. */
   inputsHint?: number | undefined;
   /** Single-number targets are regression targets even when they are all 0/1 or whole numbers
-   *  (the network was asked for an mse loss or a linear output). @default false */
+   *  (the network has a linear output). @default false */
   regression?: boolean | undefined;
   /** Called every 4,096 records with the count read so far (progress on large files). */
   onProgress?: ((records: number) => void) | undefined;
@@ -341,7 +341,6 @@ const LOAD_OPTION_KEYS = [...READER_OPTION_KEYS, ...Object.keys({ encoding: 1, o
  */
 export async function loadDataset(file: string, options: LoadOptions = {}): Promise<{ dataset: Dataset; encoding: TargetEncoding }> {
   if (typeof file !== 'string' || file === '') throw new OptionError('file', file, "a file name or '-'");
-  if (options === null || typeof options !== 'object') throw new OptionError('options', options, 'an object');
   checkOptionKeys(options, LOAD_OPTION_KEYS, 'loadDataset options');
   if (options.requireTarget === false) throw new OptionError('requireTarget', false, 'true for loadDataset (every sample needs a target)');
   const given = options.encoding;

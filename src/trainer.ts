@@ -207,7 +207,6 @@ export class Trainer {
 
   constructor(model: Model, options: TrainerOptions = {}) {
     if (!(model instanceof Model)) throw new OptionError('model', model, 'a Model (createModel or loadModel)');
-    if (options === null || typeof options !== 'object') throw new OptionError('options', options, 'an object');
     checkOptionKeys(options, TRAINER_OPTION_KEYS, 'Trainer options');
     const threads = options.threads ?? 'auto';
     if (threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1 && threads <= 256))
@@ -805,9 +804,12 @@ const nonEmpty = (name: string, v: unknown): string => {
   return v;
 };
 
+/** Largest `epochs` and `batchSize` fit accepts (the CLI checks its flags against the same). */
+export const MAX_EPOCHS = 1e7;
+export const MAX_BATCH = 1 << 20;
+
 /** Checks every option and fills in the defaults; throws OptionError naming the option. */
 export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
-  if (o === null || typeof o !== 'object') throw new OptionError('options', o, 'an object');
   checkOptionKeys(o, FIT_OPTION_KEYS, 'fit options');
   const kind = o.optimizer ?? 'sgd';
   if (kind !== 'sgd' && kind !== 'adam') throw new OptionError('optimizer', kind, "'sgd' or 'adam'");
@@ -842,13 +844,13 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
   if (o.validation !== undefined && (typeof o.validation !== 'object' || o.validation === null))
     throw new OptionError('validation', o.validation, `a Dataset (got ${describe(o.validation)})`);
   return {
-    epochs: positiveInt('epochs', o.epochs ?? 10, 1e7),
-    batchSize: positiveInt('batchSize', o.batchSize ?? 32, 1 << 20),
+    epochs: positiveInt('epochs', o.epochs ?? 10, MAX_EPOCHS),
+    batchSize: positiveInt('batchSize', o.batchSize ?? 32, MAX_BATCH),
     optimizer,
     shuffle,
     seed,
     validation: o.validation,
-    patience: o.patience === undefined ? undefined : positiveInt('patience', o.patience, 1e7),
+    patience: o.patience === undefined ? undefined : positiveInt('patience', o.patience, MAX_EPOCHS),
     signal: o.signal,
     onEpoch: o.onEpoch,
     onStep: o.onStep,
