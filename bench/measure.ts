@@ -41,6 +41,9 @@ export interface Stats {
   /** From the slowest and the fastest call. */
   samplesPerSecMin: number;
   samplesPerSecMax: number;
+  /** Interleaved measurements only: each round's mean time per call, ms, in round order, so that
+   *  the median, spread and same-round ratios can be recomputed from the results file. */
+  roundMs?: number[];
 }
 
 export interface TaskSpec {
@@ -137,6 +140,7 @@ export async function measureInterleaved(
       samplesPerSec: perSec(median(v)),
       samplesPerSecMin: perSec(Math.max(...v)),
       samplesPerSecMax: perSec(Math.min(...v)),
+      roundMs: v,
     });
   });
   return out;

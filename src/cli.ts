@@ -223,8 +223,9 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('model', { describe: 'Model file', demandOption: true, requiresArg: true })
         .option('data', { describe: 'Input data (.ndjson, .ndjson.gz, or - for stdin); targets are not needed', demandOption: true, requiresArg: true })
         .option('out', { describe: 'Write predictions here instead of stdout (- is stdout)', requiresArg: true })
+        .option('threads', { describe: "Worker threads, or 'auto' (1 for small networks)", default: 'auto', requiresArg: true })
         .example('$0 predict --model model.json --data data/tutorial-test.ndjson --out preds.ndjson', 'one {"prediction", "probabilities"} line per input line'),
-      run((raw) => predictCommand({ model: str(raw, 'model')!, data: str(raw, 'data')!, out: outPath(raw, 'out', true), fields: fields(raw) }, io)))
+      run((raw) => predictCommand({ model: str(raw, 'model')!, data: str(raw, 'data')!, out: outPath(raw, 'out', true), fields: fields(raw), threads: threads(raw) }, io)))
     .command('evaluate', 'Loss, accuracy, per-class precision/recall and confusion matrix on labelled data', (y) =>
       dataOptions(y)
         .option('model', { describe: 'Model file', demandOption: true, requiresArg: true })

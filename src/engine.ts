@@ -24,7 +24,7 @@
 
 import os from 'node:os';
 import { Layout, ParamViews, makeLayout, paramViews } from './layout.js';
-import { Workspace, blockWeightGradient, chunkDeltas, chunkGradient, evaluateBlock, gatherBlock, makeWorkspace, workspaceSize } from './backprop.js';
+import { Workspace, blockWeightGradient, chunkDeltas, chunkGradient, evaluateBlock, forwardBlock, gatherBlock, makeWorkspace, workspaceSize } from './backprop.js';
 import {
   STATS_PER_CHUNK, SYNC_ABORT, SYNC_ARRIVED, SYNC_DECISION, SYNC_FLAGS, SYNC_NEXT_CHUNK, SYNC_RELEASED, SYNC_STEPS_DONE, SYNC_STOP, SYNC_NEXT_ROW, SYNC_APPLIED,
   SYNC_NEXT_AHEAD, SYNC_CHUNKS_DONE, SYNC_READY, MAX_WORKERS, SharedBuffers, StepsResult, WorkerTask, syncAhead,
@@ -172,11 +172,14 @@ function block(ctx: Context, j: number): Workspace {
   return ws;
 }
 
+/** The stats of a 'predict' chunk: without targets there is no loss. */
+const NO_STATS = { loss: 0, correct: 0 };
+
 type RangeTask = Pick<WorkerTask, 'kind' | 'batchStart' | 'batchSize' | 'chunkSize' | 'chunkBegin' | 'chunkEnd'>;
 
 /**
- * Runs chunks [chunkBegin, chunkEnd) of one minibatch on this thread; both kinds write each
- * chunk's loss sum and correct count into stats. 'grad' adds each chunk's gradient sum into
+ * Runs chunks [chunkBegin, chunkEnd) of one minibatch on this thread; every kind writes each
+ * chunk's loss sum and correct count into stats (zeros for 'predict'). 'grad' adds each chunk's gradient sum into
  * `sumInto`, in chunk order: sumInto = ((0 + s0) + s1) + …, which is exactly the parallel step's
  * sum (it writes s0, never -0, then adds s1, …), hence the same bits.
  */
@@ -193,8 +196,13 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
       r = chunkGradient(layout, ctx.P, sumInto, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, true);
     } else {
       const m = sizes[sizes.length - 1];
-      gatherBlock(ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, sizes[0], m);
-      r = evaluateBlock(layout, ctx.P, ctx.ws, S);
+      const eval_ = t.kind === 'eval';
+      gatherBlock(ctx.ws, ctx.X, eval_ ? ctx.Y : null, ctx.order, t.batchStart + begin, S, sizes[0], m);
+      if (eval_) r = evaluateBlock(layout, ctx.P, ctx.ws, S);
+      else {
+        forwardBlock(layout, ctx.P, ctx.ws, S);
+        r = NO_STATS;
+      }
       if (ctx.outputs !== null) {
         const A = ctx.ws.acts[layout.depth]; // (m × S), feature-major
         for (let s = 0; s < S; s++) {

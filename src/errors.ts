@@ -27,6 +27,12 @@ export function checkOptionKeys(options: object, known: readonly string[], what:
   }
 }
 
+/** An options object's `signal`: an AbortSignal or undefined, else an OptionError. */
+export function signalOption(signal: unknown): AbortSignal | undefined {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new OptionError('signal', signal, 'an AbortSignal');
+  return signal;
+}
+
 /** The known name closest to `name`: the same letters ignoring case, '_' and '-', or at most
  *  two edits away (and closer than any other). */
 function closestName(name: string, known: readonly string[]): string | undefined {

@@ -93,25 +93,8 @@ export class Model {
 
   /** Network outputs for raw inputs, one row per sample (normalisation applied if the model has it). */
   predict(inputs: ArrayLike<ArrayLike<number>>): number[][] {
-    if (inputs === null || typeof inputs !== 'object' || typeof inputs.length !== 'number')
-      throw new OptionError('inputs', inputs, 'an array of input rows');
-    const n = inputs.length;
-    const n0 = this.inputs;
-    const X = new Float64Array(n * n0);
-    for (let i = 0; i < n; i++) {
-      const row = inputs[i];
-      if (row === null || typeof row !== 'object' || row.length !== n0) throw new OptionError(`inputs[${i}]`, row, `${n0} numbers`);
-      for (let j = 0; j < n0; j++) {
-        // A NaN would come out as a plausible number (relu maps it to 0), and a string as whatever
-        // it coerces to: refuse both.
-        const v = row[j];
-        if (typeof v !== 'number' || !Number.isFinite(v)) throw new OptionError(`inputs[${i}][${j}]`, v, 'a finite number');
-        X[i * n0 + j] = v;
-      }
-    }
-    const out = this.forward(X, n);
-    const m = this.outputs;
-    return Array.from({ length: n }, (_, i) => Array.from(out.subarray(i * m, (i + 1) * m)));
+    const X = inputMatrix(inputs, this.inputs);
+    return outputRows(this.forward(X, inputs.length), this.outputs);
   }
 
   /** Outputs (n × n_L, sample-major) for n raw inputs X (n × n0, sample-major). */
@@ -216,6 +199,39 @@ export function createModel(options: ModelOptions): Model {
     for (let i = 0; i < W.length; i++) W[i] = rng.uniform(-a, a);
   }
   return model;
+}
+
+/** Input rows as one sample-major matrix (n × n0), each value checked: a NaN would come out as a
+ *  plausible number (relu maps it to 0), and a string as whatever it coerces to. */
+export function inputMatrix(inputs: ArrayLike<ArrayLike<number>>, n0: number): Float64Array {
+  if (inputs === null || typeof inputs !== 'object' || typeof inputs.length !== 'number')
+    throw new OptionError('inputs', inputs, 'an array of input rows');
+  const n = inputs.length;
+  const X = new Float64Array(n * n0);
+  for (let i = 0; i < n; i++) {
+    const row = inputs[i];
+    if (row === null || typeof row !== 'object' || row.length !== n0) throw new OptionError(`inputs[${i}]`, row, `${n0} numbers`);
+    for (let j = 0; j < n0; j++) {
+      const v = row[j];
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw new OptionError(`inputs[${i}][${j}]`, v, 'a finite number');
+      X[i * n0 + j] = v;
+    }
+  }
+  return X;
+}
+
+/** A flat sample-major matrix of inputs (n × n0), checked: its length, and every value finite. */
+export function checkInputArray(X: Float64Array, n0: number): number {
+  if (X.length % n0 !== 0)
+    throw new OptionError('inputs', X, '', `inputs has ${X.length} numbers, not a multiple of ${n0} (the model's inputs per sample)`);
+  for (let i = 0; i < X.length; i++)
+    if (!Number.isFinite(X[i])) throw new OptionError(`inputs[${i}]`, X[i], `a finite number (sample ${Math.floor(i / n0)}, input ${i % n0})`);
+  return X.length / n0;
+}
+
+/** Rows of a flat sample-major output matrix. */
+export function outputRows(out: Float64Array, m: number): number[][] {
+  return Array.from({ length: out.length / m }, (_, i) => Array.from(out.subarray(i * m, (i + 1) * m)));
 }
 
 function normalized(X: Float64Array, n: number, n0: number, norm: Normalization): Float64Array {

@@ -20,7 +20,7 @@ import { createReadStream } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { DataError, OptionError, checkOptionKeys } from './errors.js';
+import { DataError, OptionError, checkOptionKeys, signalOption } from './errors.js';
 
 export interface ReaderOptions {
   /** vector form: field holding the input vector. @default 'x' */
@@ -83,7 +83,7 @@ function resolveOptions(o: ReaderOptions): Resolved {
   }
   if (o.requireTarget !== undefined && typeof o.requireTarget !== 'boolean')
     throw new OptionError('requireTarget', o.requireTarget, 'a boolean');
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new OptionError('signal', o.signal, 'an AbortSignal');
+  signalOption(o.signal);
   return { xField, labelField, features, requireTarget: o.requireTarget ?? true, signal: o.signal };
 }
 

@@ -32,7 +32,8 @@ export interface SharedBuffers {
   readonly optState: SharedArrayBuffer;
   /** Int32 counters and flags of a parallel step (SYNC_*; see engine.ts runParallelSteps). */
   readonly sync: SharedArrayBuffer;
-  /** When present, evaluation tasks write each sample's outputs here (N × nL, sample-major). */
+  /** When present, 'eval' and 'predict' tasks write each sample's outputs here (N × nL,
+   *  sample-major). */
   readonly outputs?: SharedArrayBuffer;
 }
 
@@ -81,8 +82,9 @@ export const STATS_PER_CHUNK = 4;
 
 export interface WorkerTask {
   /** 'grad': a run of parallel training steps (with `steps`); 'eval': loss and accuracy of chunks
-   *  [chunkBegin, chunkEnd) of the batch at batchStart. */
-  readonly kind: 'grad' | 'eval';
+   *  [chunkBegin, chunkEnd) of the batch at batchStart; 'predict': only the outputs of those
+   *  chunks (there are no targets). */
+  readonly kind: 'grad' | 'eval' | 'predict';
   /** Identifies the (network, buffers) context so the worker can reuse views and scratch memory. */
   readonly contextId: string;
   readonly spec: NetSpec;

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { Model, computeGradient, normalizeInPlace } from './model.js';
+import { Model, checkInputArray, computeGradient, inputMatrix, normalizeInPlace, outputRows } from './model.js';
 import { Dataset, checkDatasetFits, nonFiniteError, toShared } from './dataset.js';
 import {
   CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, applyRowBlock, blockMemory, chunkCount, chunkStat, makeContext, rowBlocks, stepBatch,
@@ -24,7 +24,7 @@ import {
 import { STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask, syncLength } from './protocol.js';
 import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep } from './optim.js';
 import { Rng } from './rng.js';
-import { NumericError, OptionError, StateError, WorkerError, checkOptionKeys, describe } from './errors.js';
+import { NumericError, OptionError, StateError, WorkerError, checkOptionKeys, describe, signalOption } from './errors.js';
 import { sharedFloat64 } from './layout.js';
 import { Act } from './layout.js';
 import {
@@ -95,7 +95,8 @@ export interface FitOptions {
   /** Continue from a checkpoint (its file, or the object from loadCheckpoint). The model, data and
    *  options must be the ones it was written with; anything else is refused, saying what differs. */
   resume?: string | Checkpoint | undefined;
-  /** Clip the batch-mean gradient to this L2 norm before the optimizer step. */
+  /** Clip the batch-mean gradient to this L2 norm before the optimizer step, as
+   *  torch.nn.utils.clip_grad_norm_ (scaled by clipNorm / (norm + 1e-6) when that is below 1). */
   clipNorm?: number | undefined;
 }
 
@@ -123,6 +124,11 @@ export interface EvaluateOptions {
   signal?: AbortSignal | undefined;
   /** Also return every sample's outputs (Metrics.outputs), from the same pass. @default false */
   outputs?: boolean | undefined;
+}
+
+export interface PredictOptions {
+  /** Stops the pass between rounds of chunks: predict rejects with the signal's reason. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface EpochStats {
@@ -232,8 +238,7 @@ export class Trainer {
   /** Loss (and accuracy) of the model on a dataset, computed in parallel like training. */
   async evaluate(data: Dataset, options: EvaluateOptions = {}): Promise<Metrics> {
     checkOptionKeys(options, ['signal', 'outputs'], 'evaluate options');
-    const signal = options.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new OptionError('signal', signal, 'an AbortSignal');
+    const signal = signalOption(options.signal);
     if (options.outputs !== undefined && typeof options.outputs !== 'boolean') throw new OptionError('outputs', options.outputs, 'a boolean');
     this.enter();
     try {
@@ -246,10 +251,38 @@ export class Trainer {
     }
   }
 
+  /**
+   * The model's outputs for many inputs, computed on the trainer's threads (the forward pass of
+   * evaluate, without targets): the same numbers as `model.predict`, bit for bit, on any number
+   * of threads. Rows in, rows out; or a flat sample-major Float64Array (n × inputs) in, a flat
+   * Float64Array (n × outputs) out, which skips building arrays of arrays.
+   */
+  predict(inputs: Float64Array, options?: PredictOptions): Promise<Float64Array>;
+  predict(inputs: ArrayLike<ArrayLike<number>>, options?: PredictOptions): Promise<number[][]>;
+  async predict(inputs: Float64Array | ArrayLike<ArrayLike<number>>, options: PredictOptions = {}): Promise<Float64Array | number[][]> {
+    checkOptionKeys(options, ['signal'], 'predict options');
+    const signal = signalOption(options.signal);
+    const model = this.model;
+    const flat = inputs instanceof Float64Array;
+    const X = flat ? inputs : inputMatrix(inputs, model.inputs);
+    const n = flat ? checkInputArray(X, model.inputs) : X.length / model.inputs;
+    this.enter();
+    try {
+      // Copied into shared memory (and normalised there): the caller keeps its array to itself.
+      const x = sharedFloat64(n * model.inputs);
+      x.set(X.subarray(0, x.length));
+      if (model.normalization !== undefined) normalizeInPlace(x, n, model.inputs, model.normalization);
+      const { outputs } = await this.forwardPass(x, null, n, this.threadsFor(EVAL_CHUNK * 4), signal, true);
+      return flat ? outputs! : outputRows(outputs!, model.outputs);
+    } finally {
+      this.busy = false;
+    }
+  }
+
   /** Ends every worker thread. The trainer cannot be used afterwards. Refused while a fit or an
    *  evaluate runs (stop a fit with its `signal` first). */
   async close(): Promise<void> {
-    if (this.busy) throw new StateError('close() while fit or evaluate is running: abort the fit (its signal) and wait for it to settle first');
+    if (this.busy) throw new StateError('close() while fit, evaluate or predict is running: abort the fit (its signal) and wait for it to settle first');
     this.closed = true;
     this.scratch.clear();
     await this.destroyPool();
@@ -282,7 +315,7 @@ export class Trainer {
 
   private enter(): void {
     if (this.closed) throw new StateError('this Trainer is closed');
-    if (this.busy) throw new StateError('this Trainer is already running fit or evaluate; use one Trainer per concurrent job');
+    if (this.busy) throw new StateError('this Trainer is already running fit, evaluate or predict; use one Trainer per concurrent job');
     this.busy = true;
   }
 
@@ -321,17 +354,20 @@ export class Trainer {
     if (pool !== null) await pool.destroy();
   }
 
-  /** Evaluates one batch's chunks (loss and correct counts into ctx.stats) on `threads` threads. */
-  private async runEval(ctx: Context, buffers: SharedBuffers, contextId: string, batchStart: number, batchSize: number, chunkSize: number, threads: number): Promise<void> {
+  /** Evaluates one batch's chunks (loss and correct counts into ctx.stats; outputs, if kept) on
+   *  `threads` threads. */
+  private async runEval(
+    ctx: Context, buffers: SharedBuffers, contextId: string, kind: 'eval' | 'predict', batchStart: number, batchSize: number, chunkSize: number, threads: number,
+  ): Promise<void> {
     const chunks = chunkCount(batchSize, chunkSize);
     const t = Math.min(threads, chunks);
     const pool = t > 1 ? this.pool : null;
     if (pool === null) {
-      runChunks(ctx, { kind: 'eval', batchStart, batchSize, chunkSize, chunkBegin: 0, chunkEnd: chunks });
+      runChunks(ctx, { kind, batchStart, batchSize, chunkSize, chunkBegin: 0, chunkEnd: chunks });
       return;
     }
     await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
-      kind: 'eval', contextId, spec: this.model.layout.spec, buffers, batchStart, batchSize, chunkSize, step: -1,
+      kind, contextId, spec: this.model.layout.spec, buffers, batchStart, batchSize, chunkSize, step: -1,
       chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
     })));
   }
@@ -459,9 +495,27 @@ export class Trainer {
 
   private async evaluateShared(data: Dataset, threads: number, signal?: AbortSignal, withOutputs = false): Promise<Metrics> {
     const model = this.model;
-    const layout = model.layout;
     const N = data.size;
-    const chunks = chunkCount(N, EVAL_CHUNK);
+    const r = await this.forwardPass(data.x, data.y, N, threads, signal, withOutputs);
+    const units = accuracyUnits(model);
+    return {
+      loss: r.loss / N, ...(units > 0 ? { accuracy: r.correct / (N * units) } : {}), samples: N,
+      ...(r.outputs !== null ? { outputs: r.outputs } : {}),
+    };
+  }
+
+  /**
+   * The forward pass of evaluate and predict over n samples of x (shared, normalised): with
+   * targets y, the loss sum and correct count, added chunk by chunk in chunk order (so the same
+   * on any number of threads); without (predict), only the outputs. Outputs are kept when asked.
+   */
+  private async forwardPass(
+    x: Float64Array, y: Float64Array | null, n: number, threads: number, signal: AbortSignal | undefined, withOutputs: boolean,
+  ): Promise<{ loss: number; correct: number; outputs: Float64Array | null }> {
+    const model = this.model;
+    const layout = model.layout;
+    const chunks = chunkCount(n, EVAL_CHUNK);
+    threads = Math.min(threads, Math.max(1, chunks)); // a pool for a handful of samples would idle
     const buffers: SharedBuffers = {
       params: model.params.buffer as SharedArrayBuffer,
       gradSum: new SharedArrayBuffer(8),
@@ -471,14 +525,15 @@ export class Trainer {
       sync: new SharedArrayBuffer(8),
       stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * Math.min(chunks, Math.max(threads, 1) * 4)),
       stepStats: new SharedArrayBuffer(8),
-      x: data.x.buffer as SharedArrayBuffer,
-      y: data.y.buffer as SharedArrayBuffer,
-      order: identityOrder(N).buffer as SharedArrayBuffer,
-      ...(withOutputs ? { outputs: new SharedArrayBuffer(Math.max(8, 8 * N * model.outputs)) } : {}),
+      x: x.buffer as SharedArrayBuffer,
+      y: y !== null ? y.buffer as SharedArrayBuffer : new SharedArrayBuffer(8),
+      order: identityOrder(n).buffer as SharedArrayBuffer,
+      ...(withOutputs ? { outputs: new SharedArrayBuffer(Math.max(8, 8 * n * model.outputs)) } : {}),
     };
     await this.ensurePool(threads);
     const ctx = makeContext(layout.spec, buffers, layout);
     const contextId = `${this.id}.e${this.contextCounter++}`;
+    const kind = y !== null ? 'eval' : 'predict';
     // The set is run in rounds of a few chunks per thread, so the event loop breathes between
     // them; the per-chunk sums are added in chunk order, round after round.
     const perRound = Math.max(threads, 1) * 4;
@@ -486,19 +541,15 @@ export class Trainer {
     for (let c0 = 0; c0 < chunks; c0 += perRound) {
       signal?.throwIfAborted();
       const start = c0 * EVAL_CHUNK;
-      const size = Math.min(N, (c0 + perRound) * EVAL_CHUNK) - start;
-      await this.runEval(ctx, buffers, contextId, start, size, EVAL_CHUNK, threads);
+      const size = Math.min(n, (c0 + perRound) * EVAL_CHUNK) - start;
+      await this.runEval(ctx, buffers, contextId, kind, start, size, EVAL_CHUNK, threads);
       for (let c = 0; c < chunkCount(size, EVAL_CHUNK); c++) {
         loss += ctx.stats[c * STATS_PER_CHUNK];
         correct += ctx.stats[c * STATS_PER_CHUNK + 1];
       }
       if (threads <= 1) await yieldToEventLoop();
     }
-    const units = accuracyUnits(model);
-    return {
-      loss: loss / N, ...(units > 0 ? { accuracy: correct / (N * units) } : {}), samples: N,
-      ...(ctx.outputs !== null ? { outputs: ctx.outputs.subarray(0, N * model.outputs) } : {}),
-    };
+    return { loss, correct, outputs: ctx.outputs !== null ? ctx.outputs.subarray(0, n * model.outputs) : null };
   }
 
   private async fitLoop(data: Dataset, opts: ResolvedFitOptions): Promise<History> {
@@ -739,16 +790,17 @@ function locateNonFinite(model: Model, data: Dataset, order: Int32Array, start: 
   return '';
 }
 
-/** Scales the batch-mean gradient (gradSum / batch) down to an L2 norm of at most maxNorm. */
-function clipGradient(gradSum: Float64Array, batch: number, maxNorm: number): void {
+/** Scales the batch-mean gradient (gradSum / batch) down to an L2 norm of at most maxNorm, as
+ *  torch.nn.utils.clip_grad_norm_ does: by maxNorm / (norm + 1e-6) when that is below 1 (the
+ *  1e-6 guards a zero norm; results checked against PyTorch need it, to about 1e-7). */
+export function clipGradient(gradSum: Float64Array, batch: number, maxNorm: number): void {
   let sq = 0;
   for (let i = 0; i < gradSum.length; i++) sq += gradSum[i] * gradSum[i];
   const norm = Math.sqrt(sq) / batch;
-  if (norm > maxNorm) {
-    const scale = maxNorm / norm;
-    for (let i = 0; i < gradSum.length; i++) gradSum[i] *= scale;
-  }
+  const scale = maxNorm / (norm + CLIP_EPS);
+  if (scale < 1) for (let i = 0; i < gradSum.length; i++) gradSum[i] *= scale;
 }
+const CLIP_EPS = 1e-6;
 
 /** What runSteps needs of a fit. */
 interface StepRun {
@@ -838,7 +890,7 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
   if (typeof shuffle !== 'boolean') throw new OptionError('shuffle', shuffle, 'a boolean');
   const seed = o.seed ?? 1;
   if (!Number.isSafeInteger(seed)) throw new OptionError('seed', seed, 'an integer');
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new OptionError('signal', o.signal, 'an AbortSignal');
+  signalOption(o.signal);
   for (const name of ['onEpoch', 'onStep', 'onCheckpoint'] as const)
     if (o[name] !== undefined && typeof o[name] !== 'function') throw new OptionError(name, o[name], 'a function');
   if (o.validation !== undefined && (typeof o.validation !== 'object' || o.validation === null))

@@ -350,6 +350,20 @@ describe('the workflow: init → train --init → predict → evaluate', () => {
     const text = readFileSync(out, 'utf8');
     expect(text.split('\n').length - 1).toBe(300_000);
   });
+  it('predict --threads 2 writes the same bytes as --threads 1, over several blocks of the file', () => {
+    const model = path.join(dir, 'threads.json');
+    expect(bptrain(['init', '--layers', '6,48,3', '--out', model, '--quiet']).code).toBe(0);
+    const data = path.join(dir, 'threads.ndjson');
+    const lines: string[] = [];
+    for (let i = 0; i < 9000; i++) lines.push(JSON.stringify({ x: Array.from({ length: 6 }, (_, j) => Math.sin(i * 7 + j)) }));
+    writeFileSync(data, lines.join('\n') + '\n'); // 2 full blocks of 4,096 and a partial one
+    const one = bptrain(['predict', '--model', model, '--data', data, '--threads', '1']);
+    const two = bptrain(['predict', '--model', model, '--data', data, '--threads', '2']);
+    expect([one.code, two.code, two.stderr]).toEqual([0, 0, '']);
+    expect(one.stdout.split('\n')).toHaveLength(9001);
+    expect(two.stdout).toBe(one.stdout);
+    expect(bptrain(['predict', '--model', model, '--data', data, '--threads', '0']).stderr).toMatch(/--threads/);
+  });
   it('--normalize standard is stored in the model and applied by predict', () => {
     const model = path.join(dir, 'norm.json');
     const r = bptrain(['train', '--data', fixture('good/records.ndjson'), '--features', 'sepal,petal', '--label', 'species', '--hidden-layers', '4', '--normalize', 'standard', '--epochs', '3', '--out', model, '--quiet']);

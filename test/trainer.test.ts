@@ -127,6 +127,37 @@ describe('options are validated before any work', () => {
       expect(plain.outputs).toBeUndefined();
     }
   });
+  it("trainer.predict gives model.predict's numbers bit for bit on 1, 2 and 3 threads, rows or flat; normalisation applied", async () => {
+    const m = createModel({ layers: [3, 40, 2], seed: 4 });
+    m.normalization = { mean: [0.1, -0.2, 0.3], std: [0.5, 2, 1.5] };
+    const set = randomData(5, 1000, 3, 2, 'cross-entropy'); // 16 chunks of 64, the last partial
+    const rows = Array.from({ length: set.size }, (_, i) => Array.from(set.x.subarray(i * 3, i * 3 + 3)));
+    const expected = m.predict(rows);
+    const X = Float64Array.from(set.x);
+    for (const threads of [1, 2, 3]) {
+      const trainer = new Trainer(m, { threads });
+      const fromRows = await trainer.predict(rows);
+      const flat = await trainer.predict(X);
+      await trainer.close();
+      expect(sameBits(Float64Array.from(fromRows.flat()), Float64Array.from(expected.flat())), `rows, threads=${threads}`).toBe(true);
+      expect(sameBits(flat, Float64Array.from(expected.flat())), `flat, threads=${threads}`).toBe(true);
+    }
+    expect(sameBits(X, set.x)).toBe(true); // the caller's inputs are not normalised in place
+  });
+  it('trainer.predict refuses bad inputs and options before any work, and stops on its signal', async () => {
+    const m = createModel({ layers: [3, 5, 2], seed: 4 });
+    const trainer = new Trainer(m, { threads: 2 });
+    await expect(trainer.predict(new Float64Array(7))).rejects.toThrow(/inputs has 7 numbers, not a multiple of 3/);
+    await expect(trainer.predict(Float64Array.of(1, 2, 3, 4, NaN, 6))).rejects.toThrow(/inputs\[4\] must be a finite number \(sample 1, input 1\); received NaN/);
+    await expect(trainer.predict([[1, 2]])).rejects.toThrow(/inputs\[0\] must be 3 numbers/);
+    await expect(trainer.predict([[1, 2, 3]], { sigal: undefined } as never)).rejects.toThrow(/sigal is not one of the predict options \(did you mean signal\?\)/);
+    await expect(trainer.predict([[1, 2, 3]], { signal: 'stop' } as never)).rejects.toThrow(/signal must be an AbortSignal/);
+    await expect(trainer.predict([[1, 2, 3]], { signal: AbortSignal.abort(new Error('stopped')) })).rejects.toThrow(/^stopped$/);
+    expect(await trainer.predict([])).toEqual([]);
+    expect(await trainer.predict(new Float64Array(0))).toHaveLength(0);
+    await trainer.close();
+    await expect(trainer.predict([[1, 2, 3]])).rejects.toBeInstanceOf(StateError);
+  });
   it('a closed trainer, or one already fitting, refuses with a StateError', async () => {
     const trainer = new Trainer(model, { threads: 1 });
     const first = trainer.fit(data, { epochs: 3 });
@@ -206,7 +237,7 @@ describe('abort, events and history', () => {
     const trainer = new Trainer(createModel({ layers: [8, 32, 4], seed: 2 }), { threads: 2 });
     const controller = new AbortController();
     const fit = trainer.fit(randomData(3, 400, 8, 4, 'cross-entropy'), { epochs: 1000, batchSize: 64, signal: controller.signal });
-    await expect(trainer.close()).rejects.toThrow(/close\(\) while fit or evaluate is running/);
+    await expect(trainer.close()).rejects.toThrow(/close\(\) while fit, evaluate or predict is running/);
     controller.abort();
     await expect(fit).rejects.toMatchObject({ name: 'AbortError' });
     await trainer.close();
