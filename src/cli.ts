@@ -10,7 +10,7 @@ import { hideBin } from 'yargs/helpers';
 import { isProgram, removeTempFiles } from './fsutil.js';
 import { Interrupted, UsageError, evaluateCommand, initCommand, predictCommand, trainCommand, type Io } from './commands.js';
 import { HIDDEN_ACTIVATIONS, LOSSES, MAX_LAYER_SIZE, OUTPUT_ACTIVATIONS } from './layout.js';
-import { MAX_BATCH, MAX_EPOCHS } from './trainer.js';
+import { MAX_BATCH, MAX_EPOCHS, MAX_THREADS } from './trainer.js';
 import type { InputFields } from './model.js';
 
 export { Interrupted, UsageError };
@@ -82,7 +82,7 @@ function outPath(raw: Raw, name: string, stdoutOk = false): string | undefined {
 function threads(raw: Raw): number | 'auto' {
   const s = single(raw, 'threads');
   if (s === undefined || s === 'auto') return 'auto';
-  return num(raw, 'threads', { int: true, min: 1, max: 256 })!;
+  return num(raw, 'threads', { int: true, min: 1, max: MAX_THREADS })!;
 }
 
 function checkpointEvery(raw: Raw): number | undefined {

@@ -11,8 +11,8 @@ import {
   type InputFields, type ModelOptions, type TargetInfo,
 } from './model.js';
 import { Trainer, type EpochStats, type FitOptions } from './trainer.js';
-import { splitDataset, type Dataset } from './dataset.js';
-import { loadDataset, decodeOutput } from './targets.js';
+import { markChecked, splitDataset, type Dataset } from './dataset.js';
+import { loadDataset, decodeOutput, encodeTarget, type TargetEncoding } from './targets.js';
 import { readRecords, type ReaderOptions } from './ndjson-reader.js';
 import { DataError, OptionError } from './errors.js';
 import { Rng } from './rng.js';
@@ -433,56 +433,128 @@ export interface EvaluateArgs {
   json: boolean;
 }
 
+/**
+ * Loss, accuracy, precision/recall and confusion matrix (or mse/mae) of a model on labelled data.
+ * A model that knows its targets (any model `train` wrote) is evaluated block by block as the
+ * file streams, in constant memory, reading the next block while the threads work; a model that
+ * does not (from `init` or the library) needs the whole file first, to infer the encoding.
+ */
 export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
   const model = await loadModel(a.model);
   const fields = modelFields(model, a.fields);
-  const { dataset, encoding } = await loadDataset(a.data, {
-    ...readerOptions(fields), encoding: model.target, outputsHint: model.outputs, inputsHint: model.inputs, signal: io.signal,
-  });
-  if (encoding.outputs !== model.outputs)
-    throw new DataError(`targets need ${encoding.outputs} outputs, but the model has ${model.outputs}`, displayName(a.data));
+  const m = model.outputs;
   const trainer = new Trainer(model, { threads: a.threads });
-  let metrics;
+  let tally: Tally | undefined;
+  let pending: Promise<void> | null = null;
   try {
-    // One pass, on the trainer's threads, gives the loss and every sample's outputs.
-    metrics = await trainer.evaluate(dataset, { signal: io.signal, outputs: true });
+    const run = (ds: Dataset, t: Tally) => trainer.evaluate(ds, { signal: io.signal, outputs: true }).then((r) => t.add(ds, r.outputs!, r.loss));
+    if (model.target !== undefined) {
+      const enc = model.target;
+      if (enc.outputs !== m) throw new DataError(`the model's targets need ${enc.outputs} outputs, but it has ${m}`, displayName(a.data));
+      const t = (tally = new Tally(enc, m));
+      const n0 = model.inputs;
+      const field = fields.label ?? fields.yField ?? 'y';
+      // Two blocks: the threads evaluate one while the reader fills the other.
+      const blocks = [0, 1].map(() => ({ x: new Float64Array(EVAL_BLOCK * n0), y: new Float64Array(EVAL_BLOCK * m) }));
+      let filling = 0, count = 0;
+      const submit = async () => {
+        const b = blocks[filling];
+        const ds: Dataset = { size: count, inputDim: n0, targetDim: m, x: b.x.subarray(0, count * n0), y: b.y.subarray(0, count * m) };
+        markChecked(ds.x, ds.y); // the reader and encodeTarget refused every non-finite value at its line
+        if (pending !== null) await pending;
+        pending = run(ds, t);
+        pending.catch(() => {}); // awaited below; a rejection while the reader is busy is not unhandled
+        filling = 1 - filling;
+        count = 0;
+      };
+      for await (const r of readRecords(a.data, { ...readerOptions(fields), signal: io.signal })) {
+        if (r.x.length !== n0) throw new DataError(`x has ${r.x.length} values, expected ${n0} (the model's input size)`, displayName(a.data), r.line);
+        blocks[filling].x.set(r.x, count * n0);
+        encodeTarget(enc, r.y!, blocks[filling].y, count * m, displayName(a.data), r.line, field);
+        if (++count === EVAL_BLOCK) await submit();
+      }
+      if (count > 0) await submit();
+    } else {
+      const { dataset, encoding } = await loadDataset(a.data, {
+        ...readerOptions(fields), outputsHint: m, inputsHint: model.inputs, signal: io.signal,
+      });
+      if (encoding.outputs !== m)
+        throw new DataError(`targets need ${encoding.outputs} outputs, but the model has ${m}`, displayName(a.data));
+      pending = run(dataset, (tally = new Tally(encoding, m)));
+    }
+    if (pending !== null) await pending;
+  } catch (err) {
+    if (pending !== null) await (pending as Promise<void>).catch(() => {});
+    throw err;
   } finally {
     await trainer.close();
   }
-  const out = metrics.outputs!;
-  const m = model.outputs;
-  const result: Record<string, unknown> = { loss: metrics.loss, samples: dataset.size };
-  const kind = encoding.kind;
-  if (kind === 'regression') {
-    let se = 0, ae = 0;
-    for (let i = 0; i < dataset.size * m; i++) {
-      const e = out[i] - dataset.y[i];
-      se += e * e;
-      ae += Math.abs(e);
-    }
-    result.mse = se / (dataset.size * m);
-    result.mae = ae / (dataset.size * m);
-  } else {
-    const k = kind === 'binary' ? 2 : m;
-    const classes = encoding.classes ?? Array.from({ length: k }, (_, i) => i);
-    const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
-    for (let i = 0; i < dataset.size; i++) {
-      const row = out.subarray(i * m, (i + 1) * m);
-      const yRow = dataset.y.subarray(i * m, (i + 1) * m);
-      const pred = kind === 'binary' ? (row[0] >= 0.5 ? 1 : 0) : argmax(row);
-      const truth = kind === 'binary' ? (yRow[0] >= 0.5 ? 1 : 0) : argmax(yRow);
-      confusion[truth][pred]++;
-    }
-    const precision = classes.map((_, c) => ratio(confusion[c][c], confusion.reduce((s, r) => s + r[c], 0)));
-    const recall = classes.map((_, c) => ratio(confusion[c][c], confusion[c].reduce((s, v) => s + v, 0)));
-    result.accuracy = confusion.reduce((s, r, c) => s + r[c], 0) / dataset.size;
-    Object.assign(result, { classes, precision, recall, confusion });
-  }
+  const result = tally!.result();
   if (a.json) {
     io.stdout.write(JSON.stringify(result) + '\n');
     return;
   }
-  io.stdout.write(formatEvaluation(result, kind) + '\n');
+  io.stdout.write(formatEvaluation(result, tally!.kind) + '\n');
+}
+
+/** Samples evaluate reads before handing them to the threads (as predict's blocks). */
+const EVAL_BLOCK = 4096;
+
+/** The running sums of an evaluation, block by block. */
+class Tally {
+  readonly kind: TargetEncoding['kind'];
+  private samples = 0;
+  private blocks = 0;
+  /** Σ block mean × block size; with one block, that block's mean as it came. */
+  private lossSum = 0;
+  private firstLoss = 0;
+  private se = 0;
+  private ae = 0;
+  private readonly classes: (string | number)[];
+  private readonly confusion: number[][];
+
+  constructor(encoding: TargetEncoding, private readonly m: number) {
+    this.kind = encoding.kind;
+    const k = this.kind === 'binary' ? 2 : m;
+    this.classes = encoding.classes ?? Array.from({ length: k }, (_, i) => i);
+    this.confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+  }
+
+  /** A block's outputs and mean loss. */
+  add(ds: Dataset, out: Float64Array, meanLoss: number): void {
+    const { m, kind } = this;
+    this.samples += ds.size;
+    if (this.blocks++ === 0) this.firstLoss = meanLoss;
+    this.lossSum += meanLoss * ds.size;
+    if (kind === 'regression') {
+      for (let i = 0; i < ds.size * m; i++) {
+        const e = out[i] - ds.y[i];
+        this.se += e * e;
+        this.ae += Math.abs(e);
+      }
+      return;
+    }
+    for (let i = 0; i < ds.size; i++) {
+      const row = out.subarray(i * m, (i + 1) * m);
+      const yRow = ds.y.subarray(i * m, (i + 1) * m);
+      const pred = kind === 'binary' ? (row[0] >= 0.5 ? 1 : 0) : argmax(row);
+      const truth = kind === 'binary' ? (yRow[0] >= 0.5 ? 1 : 0) : argmax(yRow);
+      this.confusion[truth][pred]++;
+    }
+  }
+
+  result(): Record<string, unknown> {
+    const n = this.samples;
+    // One block (a file of up to 4,096 lines): exactly trainer.evaluate's loss, which
+    // mean × n / n need not round back to.
+    const result: Record<string, unknown> = { loss: this.blocks === 1 ? this.firstLoss : this.lossSum / n, samples: n };
+    if (this.kind === 'regression') return { ...result, mse: this.se / (n * this.m), mae: this.ae / (n * this.m) };
+    const { classes, confusion } = this;
+    const precision = classes.map((_, c) => ratio(confusion[c][c], confusion.reduce((s, r) => s + r[c], 0)));
+    const recall = classes.map((_, c) => ratio(confusion[c][c], confusion[c].reduce((s, v) => s + v, 0)));
+    result.accuracy = confusion.reduce((s, r, c) => s + r[c], 0) / n;
+    return Object.assign(result, { classes, precision, recall, confusion });
+  }
 }
 
 function formatEvaluation(r: Record<string, unknown>, kind: string): string {

@@ -83,8 +83,9 @@ export function toShared(ds: Dataset): Dataset {
   return { ...ds, x: share(ds.x), y: share(ds.y) };
 }
 
-/** Checks a dataset's shape against a network's input and output sizes. */
-export function checkDatasetFits(ds: Dataset, inputs: number, outputs: number, name = 'data'): void {
+/** Checks a dataset's shape against a network's input and output sizes, every value finite, and
+ *  with a cross-entropy `loss`, every target a probability. */
+export function checkDatasetFits(ds: Dataset, inputs: number, outputs: number, name = 'data', loss?: string): void {
   if (ds === null || typeof ds !== 'object') throw new OptionError(name, ds, 'a Dataset (makeDataset, or { size, inputDim, targetDim, x, y })');
   if (!(ds.x instanceof Float64Array) || !(ds.y instanceof Float64Array)) throw new OptionError(`${name}.x and ${name}.y`, ds.x, 'Float64Arrays');
   if (!Number.isInteger(ds.size) || ds.size < 1) throw new OptionError(`${name}.size`, ds.size, 'a positive integer');
@@ -96,6 +97,29 @@ export function checkDatasetFits(ds: Dataset, inputs: number, outputs: number, n
     throw new DataError(`${name}: x or y is shorter than size × dimension`);
   checkFinite(ds, ds.x, ds.inputDim, 'x', name);
   checkFinite(ds, ds.y, ds.targetDim, 'y', name);
+  if (loss === 'binary-cross-entropy' || loss === 'cross-entropy') checkProbabilities(ds, name, loss);
+}
+
+/** Target arrays known to hold values in [0, 1] only (see checkProbabilities). */
+const probabilities = new WeakSet<Float64Array>();
+
+/** The cross-entropy losses take targets that are probabilities (0/1 labels, one-hot rows, or
+ *  soft targets): a target outside [0, 1] gives a meaningless loss, even a negative one, and a
+ *  gradient toward no class. Scanned once per target array, like checkFinite. */
+function checkProbabilities(ds: Dataset, name: string, loss: string): void {
+  if (probabilities.has(ds.y)) return;
+  const dim = ds.targetDim;
+  const n = ds.size * dim;
+  for (let i = 0; i < n; i++) {
+    const v = ds.y[i];
+    if (!(v >= 0 && v <= 1)) {
+      const s = Math.floor(i / dim);
+      const line = ds.lines?.[s];
+      const where = line !== undefined ? `${ds.source ?? name}:${line}` : `${name}, sample ${s}`;
+      throw new DataError(`${where}: y[${i % dim}] is ${v}, but ${loss} needs targets in [0, 1] (class labels, one-hot rows or probabilities)`);
+    }
+  }
+  probabilities.add(ds.y);
 }
 
 /** Arrays already known to hold finite numbers only: made by makeDataset or the reader, or

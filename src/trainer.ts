@@ -82,16 +82,18 @@ export interface FitOptions {
   /** Called after every step, in order (keep it cheap). On the pool the workers run many steps
    *  per round trip and report each as it completes, so when onStep runs, the model's weights may
    *  already include later steps, even part of one. If it throws, training stops after the step
-   *  in progress and fit rejects with that error. */
-  onStep?: ((progress: StepProgress) => void) | undefined;
+   *  in progress and fit rejects with that error. A promise it returns is not waited for before
+   *  the next step, but by the end of the epoch; if it rejects, the same happens. */
+  onStep?: ((progress: StepProgress) => void | Promise<void>) | undefined;
   /** Write a checkpoint to this file after every epoch, every `checkpointEvery` steps, and when
    *  the fit is aborted (see checkpoint.ts). Written atomically. */
   checkpoint?: string | undefined;
   /** Also write the checkpoint every N steps. */
   checkpointEvery?: number | undefined;
   /** Called after each checkpoint is written (and renamed into place), with where it resumes:
-   *  1-based epoch and the steps of it already taken. */
-  onCheckpoint?: ((info: { file: string; epoch: number; step: number; globalStep: number }) => void) | undefined;
+   *  1-based epoch and the steps of it already taken. Awaited when it returns a promise; if it
+   *  throws or rejects, fit rejects with that error. */
+  onCheckpoint?: ((info: { file: string; epoch: number; step: number; globalStep: number }) => void | Promise<void>) | undefined;
   /** Continue from a checkpoint (its file, or the object from loadCheckpoint). The model, data and
    *  options must be the ones it was written with; anything else is refused, saying what differs. */
   resume?: string | Checkpoint | undefined;
@@ -187,6 +189,15 @@ function resolveWorkerFile(): string {
 }
 
 let nextTrainerId = 0;
+/** Ends the pool of a Trainer that was dropped without close(). The pool never retires idle
+ *  workers (a fit must not pay for restarting them), so each would otherwise keep its threads,
+ *  several MiB apiece, for the life of the process. The pool holds no reference to its trainer. */
+const abandoned = new FinalizationRegistry<Piscina>((pool) => {
+  void pool.destroy();
+});
+/** Models in a fit, and the number of evaluate/predict calls reading each (see Trainer.enter). */
+const modelsTraining = new WeakSet<Model>();
+const modelReaders = new WeakMap<Model, number>();
 
 export class Trainer {
   readonly model: Model;
@@ -198,25 +209,51 @@ export class Trainer {
   private contextCounter = 0;
   private busy = false;
   private closed = false;
-  /** Shared scratch memory kept across fits: the δ blocks of a wide network are tens of
-   *  megabytes, and fresh memory costs a page fault per 4 KiB on first touch, every fit. */
-  private readonly scratch = new Map<string, Float64Array>();
+  /**
+   * Shared memory kept across calls, by name, replaced only by a larger one. Worker threads hold
+   * every SharedArrayBuffer they have been sent until their own garbage collector runs, which a
+   * worker that allocates almost nothing may never do: fresh buffers for each fit, evaluate or
+   * predict grew a long-lived trainer by a copy of its data per call (20 MB per evaluate, without
+   * end, in an audit) until close(). So data copies, optimizer state, counters and outputs all
+   * live here, and memory stays at what the largest call needed. Fresh memory also costs a page
+   * fault per 4 KiB on first touch (the δ blocks of a wide network are tens of megabytes).
+   */
+  private readonly scratch = new Map<string, SharedArrayBuffer>();
 
-  private sharedScratch(name: string, length: number): Float64Array {
-    let a = this.scratch.get(name);
-    if (a === undefined || a.length < length) {
-      a = sharedFloat64(length);
-      this.scratch.set(name, a);
+  private sharedBuffer(name: string, bytes: number): SharedArrayBuffer {
+    let b = this.scratch.get(name);
+    if (b === undefined || b.byteLength < bytes) {
+      b = new SharedArrayBuffer(Math.max(8, bytes));
+      this.scratch.set(name, b);
     }
+    return b;
+  }
+
+  /** `length` doubles of the scratch buffer `name`, zeroed (as fresh memory would be) or not
+   *  (for memory that is written before it is read). */
+  private sharedScratch(name: string, length: number, zero: boolean): Float64Array {
+    const a = new Float64Array(this.sharedBuffer(name, 8 * length), 0, length);
+    if (zero) a.fill(0);
     return a;
+  }
+
+  private sharedScratchInt32(name: string, length: number): Int32Array {
+    return new Int32Array(this.sharedBuffer(name, 4 * length), 0, length).fill(0);
+  }
+
+  /** 0, 1, …, n−1 in the scratch buffer `name`. */
+  private identityOrder(name: string, n: number): Int32Array {
+    const order = this.sharedScratchInt32(name, n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    return order;
   }
 
   constructor(model: Model, options: TrainerOptions = {}) {
     if (!(model instanceof Model)) throw new OptionError('model', model, 'a Model (createModel or loadModel)');
     checkOptionKeys(options, TRAINER_OPTION_KEYS, 'Trainer options');
     const threads = options.threads ?? 'auto';
-    if (threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1 && threads <= 256))
-      throw new OptionError('threads', threads, "an integer from 1 to 256, or 'auto'");
+    if (threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1 && threads <= MAX_THREADS))
+      throw new OptionError('threads', threads, `an integer from 1 to ${MAX_THREADS} (the most one step can use), or 'auto'`);
     const heap = options.workerHeapMb;
     if (heap !== undefined && !(Number.isInteger(heap) && heap >= 16)) throw new OptionError('workerHeapMb', heap, 'an integer ≥ 16');
     this.model = model;
@@ -227,11 +264,11 @@ export class Trainer {
   /** Trains the model in place and resolves with the per-epoch history. */
   async fit(data: Dataset, options: FitOptions = {}): Promise<History> {
     const opts = resolveFitOptions(options);
-    this.enter();
+    this.enter('fit');
     try {
       return await this.fitLoop(data, opts);
     } finally {
-      this.busy = false;
+      this.leave('fit');
     }
   }
 
@@ -240,14 +277,14 @@ export class Trainer {
     checkOptionKeys(options, ['signal', 'outputs'], 'evaluate options');
     const signal = signalOption(options.signal);
     if (options.outputs !== undefined && typeof options.outputs !== 'boolean') throw new OptionError('outputs', options.outputs, 'a boolean');
-    this.enter();
+    this.enter('read');
     try {
       const model = this.model;
-      checkDatasetFits(data, model.inputs, model.outputs);
-      const shared = this.shareData(data);
+      checkDatasetFits(data, model.inputs, model.outputs, 'data', model.loss);
+      const shared = this.shareData(data, 'data');
       return await this.evaluateShared(shared, this.threadsFor(EVAL_CHUNK * 4), signal, options.outputs === true);
     } finally {
-      this.busy = false;
+      this.leave('read');
     }
   }
 
@@ -266,16 +303,16 @@ export class Trainer {
     const flat = inputs instanceof Float64Array;
     const X = flat ? inputs : inputMatrix(inputs, model.inputs);
     const n = flat ? checkInputArray(X, model.inputs) : X.length / model.inputs;
-    this.enter();
+    this.enter('read');
     try {
       // Copied into shared memory (and normalised there): the caller keeps its array to itself.
-      const x = sharedFloat64(n * model.inputs);
+      const x = this.sharedScratch('data.x', n * model.inputs, false);
       x.set(X.subarray(0, x.length));
       if (model.normalization !== undefined) normalizeInPlace(x, n, model.inputs, model.normalization);
       const { outputs } = await this.forwardPass(x, null, n, this.threadsFor(EVAL_CHUNK * 4), signal, true);
       return flat ? outputs! : outputRows(outputs!, model.outputs);
     } finally {
-      this.busy = false;
+      this.leave('read');
     }
   }
 
@@ -313,20 +350,40 @@ export class Trainer {
 
   // -------------------------------------------------------------------------------------------
 
-  private enter(): void {
+  /** Marks this trainer busy, and its model as trained ('fit') or read ('read'). Another
+   *  trainer may read a model while nobody trains it; training needs it alone: two fits on one
+   *  model interleave their updates (the weights then depend on timing), and a fit moves the
+   *  weights under an evaluate or predict. */
+  private enter(use: 'fit' | 'read'): void {
     if (this.closed) throw new StateError('this Trainer is closed');
     if (this.busy) throw new StateError('this Trainer is already running fit, evaluate or predict; use one Trainer per concurrent job');
+    const readers = modelReaders.get(this.model) ?? 0;
+    if (modelsTraining.has(this.model) || (use === 'fit' && readers > 0))
+      throw new StateError(`this model is being ${modelsTraining.has(this.model) ? 'trained' : 'evaluated'} by another Trainer; give each concurrent job its own copy (model.clone())`);
+    if (use === 'fit') modelsTraining.add(this.model);
+    else modelReaders.set(this.model, readers + 1);
     this.busy = true;
   }
 
-  /** The data in shared memory (copied once per fit), normalised if the model says so. */
-  private shareData(data: Dataset): Dataset {
+  private leave(use: 'fit' | 'read'): void {
+    if (use === 'fit') modelsTraining.delete(this.model);
+    else modelReaders.set(this.model, modelReaders.get(this.model)! - 1);
+    this.busy = false;
+  }
+
+  /** The data in shared memory (copied once per call into the scratch buffers `name`.x and
+   *  `name`.y unless already shared), x normalised if the model says so. */
+  private shareData(data: Dataset, name: 'data' | 'validation'): Dataset {
     const norm = this.model.normalization;
-    if (norm === undefined) return toShared(data);
-    const x = sharedFloat64(data.size * data.inputDim);
-    x.set(data.x.subarray(0, x.length));
-    normalizeInPlace(x, data.size, data.inputDim, norm);
-    return toShared({ ...data, x }); // x is shared already: only y is copied
+    const share = (a: Float64Array, key: string, copy: boolean): Float64Array => {
+      if (!copy) return a;
+      const s = this.sharedScratch(`${name}.${key}`, a.length, false);
+      s.set(a);
+      return s;
+    };
+    const x = share(data.x, 'x', norm !== undefined || !(data.x.buffer instanceof SharedArrayBuffer));
+    if (norm !== undefined) normalizeInPlace(x, data.size, data.inputDim, norm);
+    return { ...data, x, y: share(data.y, 'y', !(data.y.buffer instanceof SharedArrayBuffer)) };
   }
 
   private async ensurePool(threads: number): Promise<Piscina | null> {
@@ -344,6 +401,7 @@ export class Trainer {
       ...(this.workerHeapMb !== undefined ? { resourceLimits: { maxOldGenerationSizeMb: this.workerHeapMb } } : {}),
     });
     this.poolSize = threads;
+    abandoned.register(this, this.pool, this);
     return this.pool;
   }
 
@@ -351,6 +409,7 @@ export class Trainer {
     const pool = this.pool;
     this.pool = null;
     this.poolSize = 0;
+    abandoned.unregister(this);
     if (pool !== null) await pool.destroy();
   }
 
@@ -516,19 +575,20 @@ export class Trainer {
     const layout = model.layout;
     const chunks = chunkCount(n, EVAL_CHUNK);
     threads = Math.min(threads, Math.max(1, chunks)); // a pool for a handful of samples would idle
+    const unused = this.sharedBuffer('pass.unused', 8);
     const buffers: SharedBuffers = {
       params: model.params.buffer as SharedArrayBuffer,
-      gradSum: new SharedArrayBuffer(8),
-      blocks: new SharedArrayBuffer(8),
-      blockRows: new SharedArrayBuffer(8),
-      optState: new SharedArrayBuffer(8),
-      sync: new SharedArrayBuffer(8),
-      stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * Math.min(chunks, Math.max(threads, 1) * 4)),
-      stepStats: new SharedArrayBuffer(8),
+      gradSum: unused,
+      blocks: unused,
+      blockRows: unused,
+      optState: unused,
+      sync: unused,
+      stats: this.sharedScratch('pass.stats', STATS_PER_CHUNK * Math.min(chunks, Math.max(threads, 1) * 4), true).buffer as SharedArrayBuffer,
+      stepStats: unused,
       x: x.buffer as SharedArrayBuffer,
-      y: y !== null ? y.buffer as SharedArrayBuffer : new SharedArrayBuffer(8),
-      order: identityOrder(n).buffer as SharedArrayBuffer,
-      ...(withOutputs ? { outputs: new SharedArrayBuffer(Math.max(8, 8 * n * model.outputs)) } : {}),
+      y: y !== null ? y.buffer as SharedArrayBuffer : unused,
+      order: this.identityOrder('pass.order', n).buffer as SharedArrayBuffer,
+      ...(withOutputs ? { outputs: this.sharedScratch('pass.outputs', n * model.outputs, false).buffer as SharedArrayBuffer } : {}),
     };
     await this.ensurePool(threads);
     const ctx = makeContext(layout.spec, buffers, layout);
@@ -549,14 +609,15 @@ export class Trainer {
       }
       if (threads <= 1) await yieldToEventLoop();
     }
-    return { loss, correct, outputs: ctx.outputs !== null ? ctx.outputs.subarray(0, n * model.outputs) : null };
+    // A copy: the scratch buffer is the next call's.
+    return { loss, correct, outputs: ctx.outputs !== null ? ctx.outputs.slice(0, n * model.outputs) : null };
   }
 
   private async fitLoop(data: Dataset, opts: ResolvedFitOptions): Promise<History> {
     const model = this.model;
     const layout = model.layout;
-    checkDatasetFits(data, model.inputs, model.outputs);
-    if (opts.validation !== undefined) checkDatasetFits(opts.validation, model.inputs, model.outputs, 'validation');
+    checkDatasetFits(data, model.inputs, model.outputs, 'data', model.loss);
+    if (opts.validation !== undefined) checkDatasetFits(opts.validation, model.inputs, model.outputs, 'validation', model.loss);
     const N = data.size;
     const B = Math.min(opts.batchSize, N);
     const stride = layout.stride;
@@ -579,22 +640,24 @@ export class Trainer {
     }
     opts.signal?.throwIfAborted();
 
-    const train = this.shareData(data);
-    const validation = opts.validation !== undefined ? this.shareData(opts.validation) : undefined;
+    const train = this.shareData(data, 'data');
+    const validation = opts.validation !== undefined ? this.shareData(opts.validation, 'validation') : undefined;
     const maxChunks = chunkCount(B, CHUNK_SIZE);
     const threads = this.threadsFor(B);
-    const order = identityOrder(N);
+    const order = this.identityOrder('fit.order', N);
     const blockMem = blockMemory(layout, threads > 1 ? Math.min(maxChunks, ROUND_CHUNKS) : 0);
+    // Scratch memory (see `scratch`), zeroed where a fit relies on fresh memory: the gradient
+    // sum (exactly `stride` long: its whole length is read), optimizer state, counters.
     const buffers: SharedBuffers = {
       params: model.params.buffer as SharedArrayBuffer,
-      gradSum: sharedFloat64(stride).buffer as SharedArrayBuffer,
+      gradSum: this.sharedScratch('fit.gradSum', stride, true).buffer as SharedArrayBuffer,
       // δ blocks are always written before they are read, so reused memory needs no clearing.
-      blocks: this.sharedScratch('blocks', blockMem.f64).buffer as SharedArrayBuffer,
-      blockRows: new SharedArrayBuffer(4 * Math.max(1, blockMem.i32)),
-      optState: sharedFloat64(optimizerBufferCount(opts.optimizer) * stride).buffer as SharedArrayBuffer,
-      sync: new SharedArrayBuffer(4 * syncLength(rowBlocks(layout).length)),
-      stats: new SharedArrayBuffer(8 * STATS_PER_CHUNK * maxChunks),
-      stepStats: new SharedArrayBuffer(16 * Math.ceil(N / B)),
+      blocks: this.sharedScratch('fit.blocks', blockMem.f64, false).buffer as SharedArrayBuffer,
+      blockRows: this.sharedScratchInt32('fit.blockRows', Math.max(1, blockMem.i32)).buffer as SharedArrayBuffer,
+      optState: this.sharedScratch('fit.optState', optimizerBufferCount(opts.optimizer) * stride, true).buffer as SharedArrayBuffer,
+      sync: this.sharedScratchInt32('fit.sync', syncLength(rowBlocks(layout).length)).buffer as SharedArrayBuffer,
+      stats: this.sharedScratch('fit.stats', STATS_PER_CHUNK * maxChunks, true).buffer as SharedArrayBuffer,
+      stepStats: this.sharedScratch('fit.stepStats', 2 * Math.ceil(N / B), true).buffer as SharedArrayBuffer,
       x: train.x.buffer as SharedArrayBuffer,
       y: train.y.buffer as SharedArrayBuffer,
       order: order.buffer as SharedArrayBuffer,
@@ -650,11 +713,20 @@ export class Trainer {
       if (opts.checkpoint === undefined) return;
       await saveCheckpoint(opts.checkpoint, snapshot(epoch, step));
       mainHooks?.afterCheckpoint(globalStep);
-      opts.onCheckpoint?.({ file: opts.checkpoint, epoch, step, globalStep });
+      await opts.onCheckpoint?.({ file: opts.checkpoint, epoch, step, globalStep });
     };
 
     await this.ensurePool(threads);
     let lastYield = performance.now();
+    // An error thrown by onStep, or the rejection of a promise it returned, stops the run after
+    // the step in progress (the workers are left in a clean state), and fit rejects with it.
+    let callbackError: { error: unknown } | null = null;
+    const stepPromises = new Set<PromiseLike<unknown>>();
+    const failStep = (error: unknown): void => {
+      if (callbackError !== null) return;
+      callbackError = { error };
+      Atomics.store(ctx.sync, SYNC_STOP, 1);
+    };
     for (let epoch = firstEpoch; epoch <= opts.epochs; epoch++) {
       const t0 = performance.now();
       const resumedMidEpoch = epoch === firstEpoch && firstStep > 0;
@@ -673,9 +745,6 @@ export class Trainer {
       }
       const stepBegin = resumedMidEpoch ? firstStep : 0;
       let step = stepBegin;
-      // An error thrown by onStep stops the run after the step in progress (the workers are left
-      // in a clean state), and fit rejects with it.
-      let callbackError: { error: unknown } | null = null;
       const stepDone = (loss: number, right: number): void => {
         lossSum += loss;
         correct += right;
@@ -684,10 +753,16 @@ export class Trainer {
         if (opts.onStep !== undefined && callbackError === null) {
           const done = Math.min(step * B, N);
           try {
-            opts.onStep({ epoch, epochs: opts.epochs, step, steps, loss: lossSum / done, samplesPerSec: (done - stepBegin * B) / ((performance.now() - t0) / 1000) });
+            const r = opts.onStep({ epoch, epochs: opts.epochs, step, steps, loss: lossSum / done, samplesPerSec: (done - stepBegin * B) / ((performance.now() - t0) / 1000) });
+            if (isThenable(r)) {
+              stepPromises.add(r);
+              r.then(() => stepPromises.delete(r), (error: unknown) => {
+                stepPromises.delete(r);
+                failStep(error);
+              });
+            }
           } catch (error) {
-            callbackError = { error };
-            Atomics.store(ctx.sync, SYNC_STOP, 1);
+            failStep(error);
           }
         }
       };
@@ -729,6 +804,10 @@ export class Trainer {
           lastYield = performance.now();
         }
       }
+      // The epoch's onStep promises, settled (a rejection among them fails the fit here).
+      while (stepPromises.size > 0) await Promise.allSettled(stepPromises);
+      const late = callbackError as { error: unknown } | null;
+      if (late !== null) throw late.error;
       const trainSeconds = (performance.now() - t0) / 1000;
       const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: (N - Math.min(N, stepBegin * B)) / trainSeconds, seconds: 0, steps };
       if (units > 0) stats1.accuracy = correct / (N * units);
@@ -770,6 +849,10 @@ export class Trainer {
     else history.bestEpoch = history.epochs.length;
     return history;
   }
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return typeof (v as PromiseLike<unknown> | null)?.then === 'function';
 }
 
 /** Finds the first sample of a minibatch whose loss or gradient is not finite, for the message. */
@@ -825,12 +908,6 @@ const EVAL_CHUNK = 64;
 /** Arithmetic per thread per step below which another thread does not pay (see threadsFor). */
 const MIN_FLOPS_PER_THREAD = 2e6;
 
-function identityOrder(n: number): Int32Array {
-  const order = new Int32Array(new SharedArrayBuffer(Math.max(4, 4 * n)), 0, n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  return order;
-}
-
 /** Values the accuracy is counted over per sample: 1 for softmax, m for sigmoid, 0 otherwise. */
 function accuracyUnits(model: Model): number {
   const out = model.layout.act[model.layout.depth - 1];
@@ -856,6 +933,8 @@ const nonEmpty = (name: string, v: unknown): string => {
   return v;
 };
 
+/** Most threads a Trainer takes (the CLI checks --threads against the same). */
+export const MAX_THREADS = ROUND_CHUNKS;
 /** Largest `epochs` and `batchSize` fit accepts (the CLI checks its flags against the same). */
 export const MAX_EPOCHS = 1e7;
 export const MAX_BATCH = 1 << 20;

@@ -1,7 +1,8 @@
 // The trainer as a service uses it: options, abort, close, events, two trainers at once.
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DataError, OptionError, StateError, Trainer, createModel, makeDataset, type Dataset } from '../src/index.js';
 import { randomData, sameBits } from './helpers.js';
@@ -299,6 +300,65 @@ describe('abort, events and history', () => {
     await Promise.all([ta.fit(data, { epochs: 3, batchSize: 64 }), tb.fit(data, { epochs: 3, batchSize: 64 })]);
     await Promise.all([ta.close(), tb.close()]);
     expect(a.params).toEqual(b.params);
+  });
+  it('a model being trained by one trainer is refused to another (fit, evaluate, predict); reading it twice is fine', async () => {
+    const model = createModel({ layers: [6, 12, 3], seed: 1 });
+    const data = randomData(9, 200, 6, 3, 'cross-entropy');
+    const [ta, tb] = [new Trainer(model, { threads: 2 }), new Trainer(model, { threads: 1 })];
+    const fit = ta.fit(data, { epochs: 5, batchSize: 64 });
+    await expect(tb.fit(data)).rejects.toThrow(/this model is being trained by another Trainer; give each concurrent job its own copy \(model.clone\(\)\)/);
+    await expect(tb.evaluate(data)).rejects.toBeInstanceOf(StateError);
+    await expect(tb.predict([[1, 2, 3, 4, 5, 6]])).rejects.toBeInstanceOf(StateError);
+    await fit;
+    const reads = [ta.evaluate(data), tb.evaluate(data)];
+    await expect(ta.fit(data)).rejects.toThrow(StateError); // ta is busy itself
+    const tc = new Trainer(model, { threads: 1 });
+    await expect(tc.fit(data)).rejects.toThrow(/this model is being evaluated by another Trainer/);
+    const [ea, eb] = await Promise.all(reads);
+    expect(ea.loss).toBe(eb.loss);
+    await tc.fit(data, { epochs: 1 }); // free again
+    const copy = new Trainer(model.clone(), { threads: 1 });
+    await Promise.all([ta.fit(data, { epochs: 2 }), copy.fit(data, { epochs: 2 })]);
+    await Promise.all([ta.close(), tb.close(), tc.close(), copy.close()]);
+  });
+  it('an async onStep or onCheckpoint that rejects rejects fit with that error (never an unhandled rejection)', async () => {
+    for (const threads of [1, 2]) {
+      const trainer = new Trainer(createModel({ layers: [8, 32, 4], seed: 2 }), { threads });
+      const data = randomData(3, 400, 8, 4, 'cross-entropy');
+      const late = new Error('late from onStep');
+      let calls = 0;
+      const onStep = async () => {
+        if (++calls !== 3) return;
+        await new Promise((r) => setTimeout(r, 20));
+        throw late;
+      };
+      await expect(trainer.fit(data, { epochs: 3, batchSize: 64, onStep })).rejects.toBe(late);
+      const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-cb-'));
+      const bad = new Error('from onCheckpoint');
+      await expect(trainer.fit(data, {
+        epochs: 3, batchSize: 64, checkpoint: path.join(dir, 'c.ckpt'), onCheckpoint: async () => { throw bad; },
+      })).rejects.toBe(bad);
+      let waited = false;
+      await trainer.fit(data, {
+        epochs: 1, batchSize: 64, checkpoint: path.join(dir, 'c.ckpt'),
+        onCheckpoint: async () => { await new Promise((r) => setTimeout(r, 10)); waited = true; },
+      });
+      expect(waited).toBe(true); // awaited before fit resolved
+      await trainer.close();
+    }
+  });
+  it('cross-entropy targets must be probabilities: a target outside [0, 1] is refused with its sample', async () => {
+    const bce = createModel({ layers: [2, 3, 1], output: 'sigmoid', loss: 'binary-cross-entropy' });
+    const trainer = new Trainer(bce, { threads: 1 });
+    const bad = makeDataset([[0, 1], [1, 0], [1, 1]], [1, 2, 0]);
+    await expect(trainer.fit(bad)).rejects.toThrow(/data, sample 1: y\[0\] is 2, but binary-cross-entropy needs targets in \[0, 1\]/);
+    await expect(trainer.evaluate(bad)).rejects.toBeInstanceOf(DataError);
+    await expect(trainer.fit(makeDataset([[0, 1]], [1]), { validation: makeDataset([[0, 1]], [-3]) })).rejects.toThrow(/validation, sample 0: y\[0\] is -3/);
+    await trainer.fit(makeDataset([[0, 1], [1, 0]], [0.25, 1]), { epochs: 1 }); // soft targets are fine
+    await trainer.close();
+    const mse = new Trainer(createModel({ layers: [2, 3, 1], output: 'linear', loss: 'mse' }), { threads: 1 });
+    await mse.fit(bad, { epochs: 1 }); // regression: any finite target
+    await mse.close();
   });
 });
 
