@@ -79,8 +79,10 @@ export class DataError extends Error {
 /** A model file that is not a valid bptrain model. */
 export class ModelFormatError extends Error {
   readonly code = 'BPTRAIN_MODEL_FORMAT';
-  constructor(message: string, readonly file?: string) {
-    super(file !== undefined ? `${file}: ${message}` : message);
+  /** `options.cause`: the file system's error when the file could not be read (its `code`, e.g.
+   *  ENOENT, tells a missing file from a corrupt one). */
+  constructor(message: string, readonly file?: string, options?: ErrorOptions) {
+    super(file !== undefined ? `${file}: ${message}` : message, options);
     this.name = 'ModelFormatError';
   }
 }

@@ -289,7 +289,7 @@ export async function loadModel(file: string): Promise<Model> {
   } catch (err) {
     if (err instanceof ModelFormatError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    throw new ModelFormatError(code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`, file);
+    throw new ModelFormatError(code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`, file, { cause: err });
   }
   return parseModelText(text, file);
 }

@@ -83,6 +83,7 @@ describe('model file', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     const file = path.join(dir, 'missing.json');
     await expect(loadModel(file)).rejects.toThrow(/missing\.json: no such file/);
+    await expect(loadModel(file)).rejects.toMatchObject({ cause: { code: 'ENOENT' } }); // missing, not corrupt
     writeFileSync(path.join(dir, 'empty.json'), '');
     await expect(loadModel(path.join(dir, 'empty.json'))).rejects.toThrow(ModelFormatError);
   });
