@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BenchTiming } from './measure.js';
+import { MAX_THREADS } from '../src/trainer.js';
 
 export const SUITES = ['scaling', 'kernels', 'peers'] as const;
 export type SuiteName = (typeof SUITES)[number];
@@ -162,8 +163,8 @@ export function parseBenchArgs(argv: string[], invokedAs = 'npm run bench --'): 
   const quick = values.quick === true;
 
   const threads = values.threads !== undefined
-    ? parseList(values.threads, '--threads').map((s) => positiveInt(s, '--threads', 256))
-    : quick ? [1, 2] : range1(os.availableParallelism());
+    ? parseList(values.threads, '--threads').map((s) => positiveInt(s, '--threads', MAX_THREADS))
+    : quick ? [1, 2] : range1(Math.min(os.availableParallelism(), MAX_THREADS));
   // Speedup and efficiency are relative to one thread, so one thread is always measured.
   const threadList = [...new Set([1, ...threads])].sort((a, b) => a - b);
 

@@ -455,11 +455,15 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
       const n0 = model.inputs;
       const field = fields.label ?? fields.yField ?? 'y';
       // Two blocks: the threads evaluate one while the reader fills the other.
-      const blocks = [0, 1].map(() => ({ x: new Float64Array(EVAL_BLOCK * n0), y: new Float64Array(EVAL_BLOCK * m) }));
+      const blocks = [0, 1].map(() => ({ x: new Float64Array(EVAL_BLOCK * n0), y: new Float64Array(EVAL_BLOCK * m), lines: new Int32Array(EVAL_BLOCK) }));
       let filling = 0, count = 0;
       const submit = async () => {
         const b = blocks[filling];
-        const ds: Dataset = { size: count, inputDim: n0, targetDim: m, x: b.x.subarray(0, count * n0), y: b.y.subarray(0, count * m) };
+        // Lines and source: a target the trainer refuses is reported at its file:line.
+        const ds: Dataset = {
+          size: count, inputDim: n0, targetDim: m, x: b.x.subarray(0, count * n0), y: b.y.subarray(0, count * m),
+          lines: b.lines.subarray(0, count), source: displayName(a.data),
+        };
         markChecked(ds.x, ds.y); // the reader and encodeTarget refused every non-finite value at its line
         if (pending !== null) await pending;
         pending = run(ds, t);
@@ -470,6 +474,7 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
       for await (const r of readRecords(a.data, { ...readerOptions(fields), signal: io.signal })) {
         if (r.x.length !== n0) throw new DataError(`x has ${r.x.length} values, expected ${n0} (the model's input size)`, displayName(a.data), r.line);
         blocks[filling].x.set(r.x, count * n0);
+        blocks[filling].lines[count] = r.line;
         encodeTarget(enc, r.y!, blocks[filling].y, count * m, displayName(a.data), r.line, field);
         if (++count === EVAL_BLOCK) await submit();
       }

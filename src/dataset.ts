@@ -100,14 +100,11 @@ export function checkDatasetFits(ds: Dataset, inputs: number, outputs: number, n
   if (loss === 'binary-cross-entropy' || loss === 'cross-entropy') checkProbabilities(ds, name, loss);
 }
 
-/** Target arrays known to hold values in [0, 1] only (see checkProbabilities). */
-const probabilities = new WeakSet<Float64Array>();
-
 /** The cross-entropy losses take targets that are probabilities (0/1 labels, one-hot rows, or
  *  soft targets): a target outside [0, 1] gives a meaningless loss, even a negative one, and a
- *  gradient toward no class. Scanned once per target array, like checkFinite. */
+ *  gradient toward no class. Scanned on every use (targets are few next to inputs, and a service
+ *  may refill the same array between calls, so a cache by array would miss new values). */
 function checkProbabilities(ds: Dataset, name: string, loss: string): void {
-  if (probabilities.has(ds.y)) return;
   const dim = ds.targetDim;
   const n = ds.size * dim;
   for (let i = 0; i < n; i++) {
@@ -119,7 +116,6 @@ function checkProbabilities(ds: Dataset, name: string, loss: string): void {
       throw new DataError(`${where}: y[${i % dim}] is ${v}, but ${loss} needs targets in [0, 1] (class labels, one-hot rows or probabilities)`);
     }
   }
-  probabilities.add(ds.y);
 }
 
 /** Arrays already known to hold finite numbers only: made by makeDataset or the reader, or

@@ -83,7 +83,8 @@ export interface FitOptions {
    *  per round trip and report each as it completes, so when onStep runs, the model's weights may
    *  already include later steps, even part of one. If it throws, training stops after the step
    *  in progress and fit rejects with that error. A promise it returns is not waited for before
-   *  the next step, but by the end of the epoch; if it rejects, the same happens. */
+   *  the next step, but by the end of the epoch (unless the signal aborts first); if it rejects,
+   *  the same happens. */
   onStep?: ((progress: StepProgress) => void | Promise<void>) | undefined;
   /** Write a checkpoint to this file after every epoch, every `checkpointEvery` steps, and when
    *  the fit is aborted (see checkpoint.ts). Written atomically. */
@@ -381,9 +382,11 @@ export class Trainer {
       s.set(a);
       return s;
     };
-    const x = share(data.x, 'x', norm !== undefined || !(data.x.buffer instanceof SharedArrayBuffer));
+    // Workers view a buffer from its first byte: an array that starts further in is copied too.
+    const usable = (a: Float64Array): boolean => a.buffer instanceof SharedArrayBuffer && a.byteOffset === 0;
+    const x = share(data.x, 'x', norm !== undefined || !usable(data.x));
     if (norm !== undefined) normalizeInPlace(x, data.size, data.inputDim, norm);
-    return { ...data, x, y: share(data.y, 'y', !(data.y.buffer instanceof SharedArrayBuffer)) };
+    return { ...data, x, y: share(data.y, 'y', !usable(data.y)) };
   }
 
   private async ensurePool(threads: number): Promise<Piscina | null> {
@@ -722,133 +725,155 @@ export class Trainer {
     // the step in progress (the workers are left in a clean state), and fit rejects with it.
     let callbackError: { error: unknown } | null = null;
     const stepPromises = new Set<PromiseLike<unknown>>();
+    let over = false; // a promise of this fit's onStep that rejects later must not stop the next fit
     const failStep = (error: unknown): void => {
-      if (callbackError !== null) return;
+      if (callbackError !== null || over) return;
       callbackError = { error };
       Atomics.store(ctx.sync, SYNC_STOP, 1);
     };
-    for (let epoch = firstEpoch; epoch <= opts.epochs; epoch++) {
-      const t0 = performance.now();
-      const resumedMidEpoch = epoch === firstEpoch && firstStep > 0;
-      if (!resumedMidEpoch) {
-        // An abort that came during the last epoch's callbacks is honoured here, before this
-        // epoch's shuffle moves the generator: a checkpoint at (epoch, step 0) must hold the
-        // generator as it was, or the resumed run would shuffle from a different state.
-        if (opts.signal?.aborted) {
-          await writeCheckpoint(epoch, 0);
-          opts.signal.throwIfAborted();
+    try {
+      for (let epoch = firstEpoch; epoch <= opts.epochs; epoch++) {
+        const t0 = performance.now();
+        const resumedMidEpoch = epoch === firstEpoch && firstStep > 0;
+        if (!resumedMidEpoch) {
+          // An abort that came during the last epoch's callbacks is honoured here, before this
+          // epoch's shuffle moves the generator: a checkpoint at (epoch, step 0) must hold the
+          // generator as it was, or the resumed run would shuffle from a different state.
+          if (opts.signal?.aborted) {
+            await writeCheckpoint(epoch, 0);
+            opts.signal.throwIfAborted();
+          }
+          for (let i = 0; i < N; i++) order[i] = i;
+          if (opts.shuffle) rng.shuffle(order);
+          lossSum = 0;
+          correct = 0;
         }
-        for (let i = 0; i < N; i++) order[i] = i;
-        if (opts.shuffle) rng.shuffle(order);
-        lossSum = 0;
-        correct = 0;
-      }
-      const stepBegin = resumedMidEpoch ? firstStep : 0;
-      let step = stepBegin;
-      const stepDone = (loss: number, right: number): void => {
-        lossSum += loss;
-        correct += right;
-        globalStep++;
-        step++;
-        if (opts.onStep !== undefined && callbackError === null) {
-          const done = Math.min(step * B, N);
-          try {
-            const r = opts.onStep({ epoch, epochs: opts.epochs, step, steps, loss: lossSum / done, samplesPerSec: (done - stepBegin * B) / ((performance.now() - t0) / 1000) });
-            if (isThenable(r)) {
-              stepPromises.add(r);
-              r.then(() => stepPromises.delete(r), (error: unknown) => {
-                stepPromises.delete(r);
-                failStep(error);
-              });
+        const stepBegin = resumedMidEpoch ? firstStep : 0;
+        let step = stepBegin;
+        const stepDone = (loss: number, right: number): void => {
+          lossSum += loss;
+          correct += right;
+          globalStep++;
+          step++;
+          if (opts.onStep !== undefined && callbackError === null) {
+            const done = Math.min(step * B, N);
+            try {
+              const r = opts.onStep({ epoch, epochs: opts.epochs, step, steps, loss: lossSum / done, samplesPerSec: (done - stepBegin * B) / ((performance.now() - t0) / 1000) });
+              if (isThenable(r)) {
+                stepPromises.add(r);
+                r.then(() => stepPromises.delete(r), (error: unknown) => {
+                  stepPromises.delete(r);
+                  failStep(error);
+                });
+              }
+            } catch (error) {
+              failStep(error);
             }
-          } catch (error) {
-            failStep(error);
+          }
+        };
+        while (step < steps) {
+          if (opts.signal?.aborted) {
+            await writeCheckpoint(epoch, step);
+            opts.signal.throwIfAborted();
+          }
+          // On the pool, one round trip runs up to the epoch's end or the next checkpoint.
+          let count = 1;
+          if (threads > 1 && opts.clipNorm === undefined) {
+            count = steps - step;
+            if (opts.checkpointEvery !== undefined) count = Math.min(count, opts.checkpointEvery - (globalStep % opts.checkpointEvery));
+          }
+          let bad: 'loss' | 'gradient' | null;
+          try {
+            bad = await this.runSteps(run, step, count, globalStep, stepDone);
+          } catch (err) {
+            // The failed worker is gone or may be in any state: end the pool (waiting for every
+            // thread to stop) so that nothing can still write the shared buffers, and start afresh
+            // on the next fit. A worker that fails before the last barrier of a parallel step (its
+            // chunks or its gradient rows) leaves the weights as they were: the others are called
+            // off and apply nothing. One that dies while updating its own rows after that barrier
+            // would leave that step half applied; no injected fault can land there.
+            await this.destroyPool();
+            throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${(err as Error)?.message ?? String(err)}`, epoch, step + 1, { cause: err });
+          }
+          const failed = callbackError as { error: unknown } | null; // set inside stepDone
+          if (failed !== null) throw failed.error;
+          if (bad !== null) {
+            const { start, size } = stepBatch(B, N, step);
+            const where = locateNonFinite(model, data, order, start, size);
+            throw new NumericError(`non-finite ${bad} in epoch ${epoch}, step ${step + 1}${where}; training stopped and the weights are those from before this step (try a lower learning rate: lr, --lr; standardised inputs: --normalize standard; or gradient clipping: clipNorm, --clip-norm)`, epoch, step + 1);
+          }
+          if (opts.checkpointEvery !== undefined && globalStep % opts.checkpointEvery === 0 && step < steps) await writeCheckpoint(epoch, step);
+          // Keep the event loop responsive when the steps run on this thread.
+          if (threads <= 1 && performance.now() - lastYield > 1) {
+            await yieldToEventLoop();
+            lastYield = performance.now();
           }
         }
-      };
-      while (step < steps) {
+        // The epoch's onStep promises, settled (a rejection among them fails the fit here), unless
+        // the signal comes first: the epoch's steps are done, so a resumed run validates it.
+        while (stepPromises.size > 0 && !opts.signal?.aborted) await settledOrAborted([...stepPromises], opts.signal);
         if (opts.signal?.aborted) {
-          await writeCheckpoint(epoch, step);
+          await writeCheckpoint(epoch, steps);
           opts.signal.throwIfAborted();
         }
-        // On the pool, one round trip runs up to the epoch's end or the next checkpoint.
-        let count = 1;
-        if (threads > 1 && opts.clipNorm === undefined) {
-          count = steps - step;
-          if (opts.checkpointEvery !== undefined) count = Math.min(count, opts.checkpointEvery - (globalStep % opts.checkpointEvery));
+        const late = callbackError as { error: unknown } | null;
+        if (late !== null) throw late.error;
+        const trainSeconds = (performance.now() - t0) / 1000;
+        const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: (N - Math.min(N, stepBegin * B)) / trainSeconds, seconds: 0, steps };
+        if (units > 0) stats1.accuracy = correct / (N * units);
+        if (validation !== undefined) {
+          let m: Metrics;
+          try {
+            m = await this.evaluateShared(validation, Math.max(threads, 1), opts.signal);
+          } catch (err) {
+            // Aborted during validation: the epoch's steps are done; a resumed run validates it.
+            if (opts.signal?.aborted) await writeCheckpoint(epoch, steps);
+            throw err;
+          }
+          stats1.valLoss = m.loss;
+          if (m.accuracy !== undefined) stats1.valAccuracy = m.accuracy;
         }
-        let bad: 'loss' | 'gradient' | null;
-        try {
-          bad = await this.runSteps(run, step, count, globalStep, stepDone);
-        } catch (err) {
-          // The failed worker is gone or may be in any state: end the pool (waiting for every
-          // thread to stop) so that nothing can still write the shared buffers, and start afresh
-          // on the next fit. A worker that fails before the last barrier of a parallel step (its
-          // chunks or its gradient rows) leaves the weights as they were: the others are called
-          // off and apply nothing. One that dies while updating its own rows after that barrier
-          // would leave that step half applied; no injected fault can land there.
-          await this.destroyPool();
-          throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${(err as Error)?.message ?? String(err)}`, epoch, step + 1, { cause: err });
-        }
-        const failed = callbackError as { error: unknown } | null; // set inside stepDone
-        if (failed !== null) throw failed.error;
-        if (bad !== null) {
-          const { start, size } = stepBatch(B, N, step);
-          const where = locateNonFinite(model, data, order, start, size);
-          throw new NumericError(`non-finite ${bad} in epoch ${epoch}, step ${step + 1}${where}; training stopped and the weights are those from before this step (try a lower learning rate: lr, --lr; standardised inputs: --normalize standard; or gradient clipping: clipNorm, --clip-norm)`, epoch, step + 1);
-        }
-        if (opts.checkpointEvery !== undefined && globalStep % opts.checkpointEvery === 0 && step < steps) await writeCheckpoint(epoch, step);
-        // Keep the event loop responsive when the steps run on this thread.
-        if (threads <= 1 && performance.now() - lastYield > 1) {
-          await yieldToEventLoop();
-          lastYield = performance.now();
-        }
-      }
-      // The epoch's onStep promises, settled (a rejection among them fails the fit here).
-      while (stepPromises.size > 0) await Promise.allSettled(stepPromises);
-      const late = callbackError as { error: unknown } | null;
-      if (late !== null) throw late.error;
-      const trainSeconds = (performance.now() - t0) / 1000;
-      const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: (N - Math.min(N, stepBegin * B)) / trainSeconds, seconds: 0, steps };
-      if (units > 0) stats1.accuracy = correct / (N * units);
-      if (validation !== undefined) {
-        let m: Metrics;
-        try {
-          m = await this.evaluateShared(validation, Math.max(threads, 1), opts.signal);
-        } catch (err) {
-          // Aborted during validation: the epoch's steps are done; a resumed run validates it.
-          if (opts.signal?.aborted) await writeCheckpoint(epoch, steps);
-          throw err;
-        }
-        stats1.valLoss = m.loss;
-        if (m.accuracy !== undefined) stats1.valAccuracy = m.accuracy;
-      }
-      stats1.seconds = (performance.now() - t0) / 1000;
-      history.epochs.push(stats1);
+        stats1.seconds = (performance.now() - t0) / 1000;
+        history.epochs.push(stats1);
 
-      const monitored = monitorVal ? stats1.valLoss! : stats1.loss;
-      let stop = false;
-      if (monitored < best) {
-        best = monitored;
-        history.bestEpoch = epoch;
-        sinceBest = 0;
-        if (opts.patience !== undefined) bestParams = Float64Array.from(model.params);
-      } else if (opts.patience !== undefined && ++sinceBest >= opts.patience) {
-        history.stoppedEarly = epoch < opts.epochs;
-        stop = true;
+        const monitored = monitorVal ? stats1.valLoss! : stats1.loss;
+        let stop = false;
+        if (monitored < best) {
+          best = monitored;
+          history.bestEpoch = epoch;
+          sinceBest = 0;
+          if (opts.patience !== undefined) bestParams = Float64Array.from(model.params);
+        } else if (opts.patience !== undefined && ++sinceBest >= opts.patience) {
+          history.stoppedEarly = epoch < opts.epochs;
+          stop = true;
+        }
+        // The epoch is complete: the checkpoint points at the start of the next one.
+        lossSum = 0;
+        correct = 0;
+        await writeCheckpoint(epoch + 1, 0);
+        await opts.onEpoch?.(stats1);
+        if (stop) break;
+        await yieldToEventLoop();
       }
-      // The epoch is complete: the checkpoint points at the start of the next one.
-      lossSum = 0;
-      correct = 0;
-      await writeCheckpoint(epoch + 1, 0);
-      await opts.onEpoch?.(stats1);
-      if (stop) break;
-      await yieldToEventLoop();
+    } finally {
+      over = true;
     }
     if (opts.patience !== undefined && bestParams !== null) model.params.set(bestParams);
     else history.bestEpoch = history.epochs.length;
     return history;
   }
+}
+
+/** Resolves when every promise has settled or the signal aborts, whichever comes first. */
+function settledOrAborted(promises: PromiseLike<unknown>[], signal: AbortSignal | undefined): Promise<unknown> {
+  const all = Promise.allSettled(promises);
+  if (signal === undefined) return all;
+  let onAbort = (): void => {};
+  const aborted = new Promise<void>((resolve) => {
+    onAbort = resolve;
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([all, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {

@@ -405,6 +405,18 @@ describe('the workflow: init → train --init → predict → evaluate', () => {
     // Reading the whole file first (as evaluate did) peaked at 190 MB here; streaming at 85 MB.
     expect(Number(readFileSync(peak, 'utf8')) / 1024).toBeLessThan(130);
   });
+  it('evaluate in blocks names the file line of a target the loss refuses (past the first block)', () => {
+    const model = path.join(dir, 'soft.json');
+    const rows = Array.from({ length: 5000 }, (_, i) => ({ x: [Math.sin(i), Math.cos(i)], y: [Math.abs(Math.sin(i)) / 2, 0.25] }));
+    const soft = path.join(dir, 'soft.ndjson');
+    writeFileSync(soft, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    expect(bptrain(['train', '--data', soft, '--layers', '2,4,2', '--output', 'sigmoid', '--loss', 'binary-cross-entropy', '--epochs', '1', '--out', model, '--quiet']).code).toBe(0);
+    rows[4500].y = [1.5, 0.25];
+    writeFileSync(soft, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const r = bptrain(['evaluate', '--model', model, '--data', soft]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${soft}:4501: y[0] is 1.5, but binary-cross-entropy needs targets in [0, 1]`);
+  });
   it('evaluate on a model that does not know its targets (from init) reads the whole file to infer them', () => {
     const model = path.join(dir, 'eval-init.json');
     expect(bptrain(['init', '--layers', '2,3,1', '--out', model, '--quiet']).code).toBe(0);

@@ -347,6 +347,40 @@ describe('abort, events and history', () => {
       await trainer.close();
     }
   });
+  it("an abort is not held up by an onStep promise that never settles (the epoch's end waits for them)", async () => {
+    for (const threads of [1, 2]) {
+      const trainer = new Trainer(createModel({ layers: [8, 32, 4], seed: 2 }), { threads });
+      const controller = new AbortController();
+      const fit = trainer.fit(randomData(3, 400, 8, 4, 'cross-entropy'), {
+        epochs: 3, batchSize: 64, signal: controller.signal,
+        onStep: (p) => {
+          if (p.step === 2) setTimeout(() => controller.abort(), 20);
+          return new Promise<void>(() => {}); // never settles
+        },
+      });
+      await expect(fit).rejects.toMatchObject({ name: 'AbortError' });
+      await trainer.close();
+    }
+  }, 30_000); // without the race against the signal, fit waits forever
+  it('data in a SharedArrayBuffer at an offset (a view into a larger buffer) trains as the same data copied', async () => {
+    const plain = randomData(4, 300, 5, 3, 'cross-entropy');
+    const view = (a: Float64Array): Float64Array => {
+      const v = new Float64Array(new SharedArrayBuffer(8 * (a.length + 4)), 32, a.length);
+      v.set(a);
+      return v;
+    };
+    const offset = { ...plain, x: view(plain.x), y: view(plain.y) };
+    const results = [];
+    for (const data of [plain, offset]) {
+      const model = createModel({ layers: [5, 9, 3], seed: 6 });
+      const trainer = new Trainer(model, { threads: 2 });
+      const h = await trainer.fit(data, { epochs: 2, batchSize: 64 });
+      results.push({ params: Float64Array.from(model.params), loss: h.epochs[1].loss, evaluated: (await trainer.evaluate(data)).loss });
+      await trainer.close();
+    }
+    expect(sameBits(results[1].params, results[0].params)).toBe(true);
+    expect([results[1].loss, results[1].evaluated]).toEqual([results[0].loss, results[0].evaluated]);
+  });
   it('cross-entropy targets must be probabilities: a target outside [0, 1] is refused with its sample', async () => {
     const bce = createModel({ layers: [2, 3, 1], output: 'sigmoid', loss: 'binary-cross-entropy' });
     const trainer = new Trainer(bce, { threads: 1 });
@@ -355,6 +389,11 @@ describe('abort, events and history', () => {
     await expect(trainer.evaluate(bad)).rejects.toBeInstanceOf(DataError);
     await expect(trainer.fit(makeDataset([[0, 1]], [1]), { validation: makeDataset([[0, 1]], [-3]) })).rejects.toThrow(/validation, sample 0: y\[0\] is -3/);
     await trainer.fit(makeDataset([[0, 1], [1, 0]], [0.25, 1]), { epochs: 1 }); // soft targets are fine
+    // A service that refills one request buffer between calls: the new values are checked too.
+    const reused = { size: 3, inputDim: 2, targetDim: 1, x: Float64Array.of(0, 1, 1, 0, 1, 1), y: Float64Array.of(1, 0, 1) };
+    await trainer.evaluate(reused);
+    reused.y.set([5, -3, 4]);
+    await expect(trainer.evaluate(reused)).rejects.toThrow(/data, sample 0: y\[0\] is 5/);
     await trainer.close();
     const mse = new Trainer(createModel({ layers: [2, 3, 1], output: 'linear', loss: 'mse' }), { threads: 1 });
     await mse.fit(bad, { epochs: 1 }); // regression: any finite target
