@@ -356,7 +356,7 @@ describe('the workflow: init → train --init → predict → evaluate', () => {
     const data = path.join(dir, 'threads.ndjson');
     const lines: string[] = [];
     for (let i = 0; i < 9000; i++) lines.push(JSON.stringify({ x: Array.from({ length: 6 }, (_, j) => Math.sin(i * 7 + j)) }));
-    writeFileSync(data, lines.join('\n') + '\n'); // 2 full blocks of 4,096 and a partial one
+    writeFileSync(data, lines.join('\n') + '\n'); // 8 full blocks of 1,024 and a partial one
     const one = bptrain(['predict', '--model', model, '--data', data, '--threads', '1']);
     const two = bptrain(['predict', '--model', model, '--data', data, '--threads', '2']);
     expect([one.code, two.code, two.stderr]).toEqual([0, 0, '']);
@@ -370,7 +370,7 @@ describe('the workflow: init → train --init → predict → evaluate', () => {
     const names = ['ant', 'bee', 'cat'];
     const lines: string[] = [];
     for (let i = 0; i < 9000; i++) lines.push(JSON.stringify({ x: Array.from({ length: 4 }, (_, j) => Math.sin(i * 5 + j)), y: names[(i * 7) % 3] }));
-    writeFileSync(data, lines.join('\n') + '\n'); // 2 full blocks of 4,096 and a partial one
+    writeFileSync(data, lines.join('\n') + '\n'); // 8 full blocks of 1,024 and a partial one
     expect(bptrain(['train', '--data', data, '--hidden-layers', '8', '--epochs', '1', '--out', model, '--quiet']).code).toBe(0);
     const one = JSON.parse(bptrain(['evaluate', '--model', model, '--data', data, '--threads', '1', '--json']).stdout);
     const two = JSON.parse(bptrain(['evaluate', '--model', model, '--data', data, '--threads', '2', '--json']).stdout);
