@@ -347,6 +347,9 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
   let count = 0;
   let written = 0;
   const trainer = new Trainer(model, { threads: a.threads });
+  // A live count on a terminal, unless the predictions themselves go there.
+  const progress = makeProgress(io.stderr, a.out === undefined);
+  let read = 0;
   let pending: Promise<void> | null = null;
   const write = async (out: Float64Array) => {
     const n = out.length / m;
@@ -361,6 +364,7 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
     if (pending !== null) await pending;
     pending = trainer.predict(X, { signal: io.signal }).then(write);
     pending.catch(() => {}); // awaited below; a rejection while the reader is busy is not unhandled
+    progress.reading(displayName(a.data), (read += count));
     filling = 1 - filling;
     count = 0;
   };
@@ -397,6 +401,7 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
     if (target === undefined && (err as NodeJS.ErrnoException)?.code === 'EPIPE') return;
     throw err;
   } finally {
+    progress.done(); // clears the line, also before an error message
     await trainer.close();
   }
 }
@@ -446,8 +451,10 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
   const fields = modelFields(model, a.fields);
   const m = model.outputs;
   const trainer = new Trainer(model, { threads: a.threads });
+  const progress = makeProgress(io.stderr, false); // a live count on a terminal
   let tally: Tally | undefined;
   let pending: Promise<void> | null = null;
+  let read = 0;
   try {
     const run = (ds: Dataset, t: Tally) => trainer.evaluate(ds, { signal: io.signal, outputs: true }).then((r) => t.add(ds, r.outputs!, r.loss));
     if (model.target !== undefined) {
@@ -470,6 +477,7 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
         if (pending !== null) await pending;
         pending = run(ds, t);
         pending.catch(() => {}); // awaited below; a rejection while the reader is busy is not unhandled
+        progress.reading(displayName(a.data), (read += count));
         filling = 1 - filling;
         count = 0;
       };
@@ -484,6 +492,7 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
     } else {
       const { dataset, encoding } = await loadDataset(a.data, {
         ...readerOptions(fields), outputsHint: m, inputsHint: model.inputs, signal: io.signal,
+        onProgress: (records) => progress.reading(displayName(a.data), records),
       });
       if (encoding.outputs !== m)
         throw new DataError(`targets need ${encoding.outputs} outputs, but the model has ${m}`, displayName(a.data));
@@ -494,6 +503,7 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
     if (pending !== null) await (pending as Promise<void>).catch(() => {});
     throw err;
   } finally {
+    progress.done();
     await trainer.close();
   }
   const result = tally!.result();
