@@ -101,6 +101,13 @@ export interface FitOptions {
   /** Clip the batch-mean gradient to this L2 norm before the optimizer step, as
    *  torch.nn.utils.clip_grad_norm_ (scaled by clipNorm / (norm + 1e-6) when that is below 1). */
   clipNorm?: number | undefined;
+  /** Continue the optimizer's state (SGD momentum, Adam's moments and step count) from this
+   *  trainer's previous fit, as a PyTorch optimizer object or a compiled Keras model keeps it from
+   *  one training call to the next; the optimizer settings must be the same. Without it each fit
+   *  starts a fresh optimizer. Shuffling still starts from `seed`, so two fits of 2 epochs equal
+   *  one of 4 only without shuffling (or use checkpoint/resume). Nothing is kept after a fit that
+   *  failed (a worker error), nor before the first fit (then it starts fresh). @default false */
+  keepOptimizer?: boolean | undefined;
 }
 
 // The option names, as objects with every key of the interface (the compiler checks that none is
@@ -109,12 +116,13 @@ const TRAINER_OPTION_KEYS = Object.keys({ threads: 1, workerHeapMb: 1 } satisfie
 const FIT_OPTION_KEYS = Object.keys({
   epochs: 1, batchSize: 1, optimizer: 1, lr: 1, momentum: 1, nesterov: 1, weightDecay: 1, beta1: 1, beta2: 1, eps: 1,
   shuffle: 1, seed: 1, validation: 1, patience: 1, signal: 1, onEpoch: 1, onStep: 1, checkpoint: 1, checkpointEvery: 1, onCheckpoint: 1,
-  resume: 1, clipNorm: 1,
+  resume: 1, clipNorm: 1, keepOptimizer: 1,
 } satisfies Record<keyof FitOptions, 1>);
 
 /** FitOptions after resolveFitOptions: defaults filled in, the optimizer's settings gathered. */
 export interface ResolvedFitOptions
   extends Pick<FitOptions, 'validation' | 'patience' | 'signal' | 'onEpoch' | 'onStep' | 'checkpoint' | 'checkpointEvery' | 'onCheckpoint' | 'resume' | 'clipNorm'> {
+  keepOptimizer: boolean;
   epochs: number;
   batchSize: number;
   optimizer: OptimizerOptions;
@@ -210,6 +218,10 @@ export class Trainer {
   private contextCounter = 0;
   private busy = false;
   private closed = false;
+  /** The optimizer of the last fit that ended in a consistent state (completed, stopped early,
+   *  aborted, or stopped by a non-finite step, which changes nothing): its settings and step
+   *  count. Its buffers are the scratch buffer 'fit.optState' (see keepOptimizer). */
+  private lastOptimizer: { settings: OptimizerOptions; step: number } | null = null;
   /**
    * Shared memory kept across calls, by name, replaced only by a larger one. Worker threads hold
    * every SharedArrayBuffer they have been sent until their own garbage collector runs, which a
@@ -643,6 +655,11 @@ export class Trainer {
     }
     opts.signal?.throwIfAborted();
 
+    // keepOptimizer: the previous fit's optimizer state, still in its scratch buffer.
+    const kept = opts.keepOptimizer ? this.lastOptimizer : null;
+    if (kept !== null && JSON.stringify(kept.settings) !== JSON.stringify(opts.optimizer))
+      throw new OptionError('optimizer', opts.optimizer, '', `keepOptimizer needs the previous fit's optimizer settings (${JSON.stringify(kept.settings)}); received ${JSON.stringify(opts.optimizer)}`);
+    this.lastOptimizer = null; // until this fit ends in a consistent state
     const train = this.shareData(data, 'data');
     const validation = opts.validation !== undefined ? this.shareData(opts.validation, 'validation') : undefined;
     const maxChunks = chunkCount(B, CHUNK_SIZE);
@@ -657,7 +674,7 @@ export class Trainer {
       // δ blocks are always written before they are read, so reused memory needs no clearing.
       blocks: this.sharedScratch('fit.blocks', blockMem.f64, false).buffer as SharedArrayBuffer,
       blockRows: this.sharedScratchInt32('fit.blockRows', Math.max(1, blockMem.i32)).buffer as SharedArrayBuffer,
-      optState: this.sharedScratch('fit.optState', optimizerBufferCount(opts.optimizer) * stride, true).buffer as SharedArrayBuffer,
+      optState: this.sharedScratch('fit.optState', optimizerBufferCount(opts.optimizer) * stride, kept === null).buffer as SharedArrayBuffer,
       sync: this.sharedScratchInt32('fit.sync', syncLength(rowBlocks(layout).length)).buffer as SharedArrayBuffer,
       stats: this.sharedScratch('fit.stats', STATS_PER_CHUNK * maxChunks, true).buffer as SharedArrayBuffer,
       stepStats: this.sharedScratch('fit.stepStats', 2 * Math.ceil(N / B), true).buffer as SharedArrayBuffer,
@@ -673,6 +690,7 @@ export class Trainer {
 
     // Everything a checkpoint captures, so that a resumed run continues with the same bits.
     const optState: OptimizerState = makeOptimizerState(opts.optimizer, stride, ctx.optState);
+    if (kept !== null) optState.step = kept.step;
     const run: StepRun = { ctx, buffers, contextId, batchSize: B, samples: N, threads, opts, optState };
     let rng = new Rng(opts.seed);
     const history: History = { epochs: [], stoppedEarly: false, bestEpoch: 0 };
@@ -855,9 +873,15 @@ export class Trainer {
         if (stop) break;
         await yieldToEventLoop();
       }
+    } catch (err) {
+      // Every way a fit stops leaves the weights and the optimizer state in step (a stopped or
+      // non-finite step applies nothing) except a failed worker, which may have updated some rows.
+      if (!(err instanceof WorkerError)) this.lastOptimizer = { settings: opts.optimizer, step: optState.step };
+      throw err;
     } finally {
       over = true;
     }
+    this.lastOptimizer = { settings: opts.optimizer, step: optState.step };
     if (opts.patience !== undefined && bestParams !== null) model.params.set(bestParams);
     else history.bestEpoch = history.epochs.length;
     return history;
@@ -995,6 +1019,9 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
   const seed = o.seed ?? 1;
   if (!Number.isSafeInteger(seed)) throw new OptionError('seed', seed, 'an integer');
   signalOption(o.signal);
+  const keepOptimizer = o.keepOptimizer ?? false;
+  if (typeof keepOptimizer !== 'boolean') throw new OptionError('keepOptimizer', keepOptimizer, 'a boolean');
+  if (keepOptimizer && o.resume !== undefined) throw new OptionError('keepOptimizer', keepOptimizer, 'false with resume (the checkpoint holds the optimizer state)');
   for (const name of ['onEpoch', 'onStep', 'onCheckpoint'] as const)
     if (o[name] !== undefined && typeof o[name] !== 'function') throw new OptionError(name, o[name], 'a function');
   if (o.validation !== undefined && (typeof o.validation !== 'object' || o.validation === null))
@@ -1015,5 +1042,6 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
     checkpointEvery: o.checkpointEvery === undefined ? undefined : positiveInt('checkpointEvery', o.checkpointEvery, 1e9),
     resume: o.resume === undefined ? undefined : typeof o.resume === 'string' ? nonEmpty('resume', o.resume) : o.resume,
     clipNorm: o.clipNorm === undefined ? undefined : number('clipNorm', o.clipNorm, 0, Infinity, true),
+    keepOptimizer,
   };
 }

@@ -381,6 +381,33 @@ describe('abort, events and history', () => {
     expect(sameBits(results[1].params, results[0].params)).toBe(true);
     expect([results[1].loss, results[1].evaluated]).toEqual([results[0].loss, results[0].evaluated]);
   });
+  it('keepOptimizer: two fits of 2 epochs equal one of 4, bit for bit (SGD with momentum, Adam; 1 and 2 threads)', async () => {
+    const data = randomData(8, 300, 6, 3, 'cross-entropy');
+    for (const threads of [1, 2]) {
+      for (const optimizer of [{ optimizer: 'sgd', lr: 0.05, momentum: 0.9 }, { optimizer: 'adam', lr: 0.01 }] as const) {
+        const run = async (plan: { epochs: number; keepOptimizer?: boolean }[]) => {
+          const model = createModel({ layers: [6, 10, 3], seed: 3 });
+          const trainer = new Trainer(model, { threads });
+          for (const p of plan) await trainer.fit(data, { ...optimizer, batchSize: 64, shuffle: false, ...p });
+          await trainer.close();
+          return model.params;
+        };
+        const straight = await run([{ epochs: 4 }]);
+        const kept = await run([{ epochs: 2 }, { epochs: 2, keepOptimizer: true }]);
+        const fresh = await run([{ epochs: 2 }, { epochs: 2 }]);
+        const what = `${optimizer.optimizer}, threads=${threads}`;
+        expect(sameBits(kept, straight), what).toBe(true);
+        expect(sameBits(fresh, straight), what).toBe(false); // a fresh optimizer on the second fit
+      }
+    }
+    const trainer = new Trainer(createModel({ layers: [6, 10, 3], seed: 3 }), { threads: 1 });
+    await trainer.fit(data, { epochs: 1, optimizer: 'adam', lr: 0.01 });
+    await expect(trainer.fit(data, { epochs: 1, optimizer: 'adam', lr: 0.02, keepOptimizer: true }))
+      .rejects.toThrow(/keepOptimizer needs the previous fit's optimizer settings/);
+    await expect(trainer.fit(data, { keepOptimizer: 'yes' } as never)).rejects.toThrow(/keepOptimizer must be a boolean/);
+    await expect(trainer.fit(data, { keepOptimizer: true, resume: 'x.ckpt' })).rejects.toThrow(/keepOptimizer must be false with resume/);
+    await trainer.close();
+  });
   it('cross-entropy targets must be probabilities: a target outside [0, 1] is refused with its sample', async () => {
     const bce = createModel({ layers: [2, 3, 1], output: 'sigmoid', loss: 'binary-cross-entropy' });
     const trainer = new Trainer(bce, { threads: 1 });
