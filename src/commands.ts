@@ -10,7 +10,7 @@ import {
   Model, computeNormalization, createModel, loadModel, saveModel,
   type InputFields, type ModelOptions, type TargetInfo,
 } from './model.js';
-import { Trainer, type EpochStats, type FitOptions } from './trainer.js';
+import { MAX_THREADS, Trainer, type EpochStats, type FitOptions } from './trainer.js';
 import { markChecked, splitDataset, type Dataset } from './dataset.js';
 import { loadDataset, decodeOutput, encodeTarget, type TargetEncoding } from './targets.js';
 import { readRecords, type ReaderOptions } from './ndjson-reader.js';
@@ -347,8 +347,14 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
   let count = 0;
   let written = 0;
   const trainer = new Trainer(model, { threads: a.threads });
-  // A live count on a terminal, unless the predictions themselves go there.
-  const progress = makeProgress(io.stderr, a.out === undefined);
+  // A live count on a terminal, when the predictions go to a file (not to stdout, /dev/tty, …).
+  const progress = makeProgress(io.stderr, target?.atomic !== true);
+  // Every worker thread's stdout is piped into ours, an 'error' listener apiece: with 10 threads
+  // or more, waiting for 'drain' on it would pass Node's default of 10 and print a leak warning.
+  if (sink === io.stdout && 'setMaxListeners' in sink) {
+    const out = sink as NodeJS.WriteStream;
+    out.setMaxListeners(Math.max(out.getMaxListeners(), MAX_THREADS + 10));
+  }
   let read = 0;
   let pending: Promise<void> | null = null;
   const write = async (out: Float64Array) => {

@@ -313,6 +313,8 @@ export class Trainer {
     checkOptionKeys(options, ['signal'], 'predict options');
     const signal = signalOption(options.signal);
     const model = this.model;
+    if (ArrayBuffer.isView(inputs) && !(inputs instanceof Float64Array))
+      throw new OptionError('inputs', inputs, 'a Float64Array (n × inputs, sample-major) or an array of input rows');
     const flat = inputs instanceof Float64Array;
     const X = flat ? inputs : inputMatrix(inputs, model.inputs);
     const n = flat ? checkInputArray(X, model.inputs) : X.length / model.inputs;

@@ -424,6 +424,22 @@ describe('the workflow: init → train --init → predict → evaluate', () => {
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ samples: 200, classes: [0, 1] });
   });
+  it("predict on 12 threads into a slow pipe: no 'MaxListenersExceededWarning' while it waits for the reader", async () => {
+    const model = path.join(dir, 'slow-pipe.json');
+    expect(bptrain(['init', '--layers', '6,48,3', '--out', model, '--quiet']).code).toBe(0);
+    const data = path.join(dir, 'slow-pipe.ndjson');
+    writeFileSync(data, Array.from({ length: 9000 }, (_, i) => JSON.stringify({ x: [1, 2, 3, 4, 5, 6].map((j) => Math.cos(i + j)) })).join('\n') + '\n');
+    const child = spawn(process.execPath, [CLI, 'predict', '--model', model, '--data', data, '--threads', '12'], { cwd: root });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+    child.stdout.pause(); // the reader falls behind: predict's writes must wait for 'drain'
+    await new Promise((r) => setTimeout(r, 1500));
+    let bytes = 0;
+    child.stdout.on('data', (b: Buffer) => { bytes += b.length; }).resume();
+    const code = await new Promise((r) => child.on('close', r));
+    expect([code, stderr]).toEqual([0, '']);
+    expect(bytes).toBeGreaterThan(200_000);
+  });
   it('--normalize standard is stored in the model and applied by predict', () => {
     const model = path.join(dir, 'norm.json');
     const r = bptrain(['train', '--data', fixture('good/records.ndjson'), '--features', 'sepal,petal', '--label', 'species', '--hidden-layers', '4', '--normalize', 'standard', '--epochs', '3', '--out', model, '--quiet']);

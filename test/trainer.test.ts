@@ -151,6 +151,7 @@ describe('options are validated before any work', () => {
     await expect(trainer.predict(new Float64Array(7))).rejects.toThrow(/inputs has 7 numbers, not a multiple of 3/);
     await expect(trainer.predict(Float64Array.of(1, 2, 3, 4, NaN, 6))).rejects.toThrow(/inputs\[4\] must be a finite number \(sample 1, input 1\); received NaN/);
     await expect(trainer.predict([[1, 2]])).rejects.toThrow(/inputs\[0\] must be 3 numbers/);
+    await expect(trainer.predict(new Float32Array(3) as never)).rejects.toThrow(/inputs must be a Float64Array \(n × inputs, sample-major\) or an array of input rows; received/);
     await expect(trainer.predict([[1, 2, 3]], { sigal: undefined } as never)).rejects.toThrow(/sigal is not one of the predict options \(did you mean signal\?\)/);
     await expect(trainer.predict([[1, 2, 3]], { signal: 'stop' } as never)).rejects.toThrow(/signal must be an AbortSignal/);
     await expect(trainer.predict([[1, 2, 3]], { signal: AbortSignal.abort(new Error('stopped')) })).rejects.toThrow(/^stopped$/);
