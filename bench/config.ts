@@ -126,6 +126,9 @@ export function countArgument(script: string, name: string, fallback: number, mi
 }
 
 /** Parses the bench's arguments. Returns null for --help. Throws UsageError on a bad argument. */
+/** Sizes of a full run (bench/ab.ts trains on the same). */
+export const FULL_SIZES: Sizes = { tinySamples: 16384, mnistSamples: 4096, wideSamples: 512, overheadSteps: 64, kernelBlock: 64 };
+
 /** The default time budget per task, ms. */
 const DEFAULT_TIME = 2000;
 
@@ -191,7 +194,7 @@ export function parseBenchArgs(argv: string[], invokedAs = 'npm run bench --'): 
       : { time, iterations: 5, warmupTime: 250, warmupIterations: 1 },
     sizes: quick
       ? { tinySamples: 256, mnistSamples: 256, wideSamples: 32, overheadSteps: 4, kernelBlock: 64 }
-      : { tinySamples: 16384, mnistSamples: 4096, wideSamples: 512, overheadSteps: 64, kernelBlock: 64 },
+      : FULL_SIZES,
     command: argv.length > 0 ? [invokedAs, ...argv.map(shellQuote)].join(' ') : invokedAs.replace(/ --$/, ''),
   };
 }

@@ -152,6 +152,28 @@ describe('node dist/bench/contention.js (the machine diagnostic)', () => {
   });
 });
 
+describe('node dist/bench/ab.js (same-process A/B of two builds)', () => {
+  it('compares a build with itself: a row per thread count, the same bits, a speedup line; bad arguments give usage', () => {
+    const ab = path.join(root, 'dist', 'bench', 'ab.js');
+    const r = spawnSync(process.execPath, [ab, root, root, '--workload', 'tiny', '--threads', '1,2', '--fits', '3'], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const rows = r.stdout.split('\n').filter((l) => /^\| [12] \|/.test(l));
+    expect(rows).toHaveLength(2);
+    for (const row of rows) {
+      const cells = row.split('|').map((c) => c.trim());
+      expect(Number(cells[6])).toBeGreaterThan(0); // B ÷ A
+      expect(cells[7]).toBe('yes'); // the same code gives the same bits
+    }
+    expect(r.stdout).toMatch(/speedup at 2 threads: A \d+\.\d{3}, B \d+\.\d{3}/);
+    for (const args of [[root], [root, root, '--fits', '2'], [root, root, '--workload', 'huge'], [root, '/nonexistent']]) {
+      const bad = spawnSync(process.execPath, [ab, ...args], { cwd: root, encoding: 'utf8' });
+      expect(bad.status, args.join(' ')).toBe(2);
+      expect(bad.stderr).toMatch(/^ab: .*\nusage: node dist\/bench\/ab\.js DIR_A DIR_B/);
+    }
+  });
+});
+
 describe('computeRatios (the targets table)', () => {
   const stats = (samplesPerSec: number, rmePct: number) => ({
     samplesPerTask: 100, runs: 10, meanMs: 1, minMs: 1, maxMs: 1, sdMs: 0, rmePct, samplesPerSec, samplesPerSecMin: samplesPerSec, samplesPerSecMax: samplesPerSec,
