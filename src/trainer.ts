@@ -202,7 +202,7 @@ let nextTrainerId = 0;
  *  workers (a fit must not pay for restarting them), so each would otherwise keep its threads,
  *  several MiB apiece, for the life of the process. The pool holds no reference to its trainer. */
 const abandoned = new FinalizationRegistry<Piscina>((pool) => {
-  void pool.destroy();
+  pool.destroy().catch(() => {}); // nobody is left to tell
 });
 /** Models in a fit, and the number of evaluate/predict calls reading each (see Trainer.enter). */
 const modelsTraining = new WeakSet<Model>();
