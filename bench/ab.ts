@@ -29,18 +29,24 @@ const USAGE = `usage: node dist/bench/ab.js DIR_A DIR_B [--workload ${WORKLOADS.
 interface Config { lib: typeof Lib; build: 'A' | 'B'; threads: number; model: Lib.Model; trainer: Lib.Trainer; times: number[] }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: { workload: { type: 'string', default: 'mnist-b256' }, threads: { type: 'string', default: '1,2' }, fits: { type: 'string', default: '16' }, help: { type: 'boolean', short: 'h' } },
-  });
   const fail = (why: string): void => {
     process.stderr.write(`ab: ${why}\n${USAGE}`);
     process.exitCode = 2;
   };
+  let parsed;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: { workload: { type: 'string', default: 'mnist-b256' }, threads: { type: 'string', default: '1,2' }, fits: { type: 'string', default: '16' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+  const { values, positionals } = parsed;
   if (values.help) return void process.stdout.write(USAGE);
   if (positionals.length !== 2) return fail('give two build directories');
   if (!WORKLOADS.some((w) => w.id === values.workload)) return fail(`unknown workload ${values.workload}`);
-  const threads = values.threads.split(',').map(Number);
+  const threads = [...new Set(values.threads.split(',').map(Number))];
   if (!threads.every((t) => Number.isInteger(t) && t >= 1 && t <= 32)) return fail(`--threads must be integers from 1 to 32; received ${values.threads}`);
   const fits = Number(values.fits);
   if (!(Number.isInteger(fits) && fits >= 3)) return fail(`--fits must be an integer ≥ 3; received ${values.fits}`);

@@ -14,14 +14,16 @@ const live = new Set<string>();
 /**
  * Where writing `file` must go. A regular file, or none yet, is replaced atomically through a
  * temporary file beside its real path: a symlink is followed (a dangling one too: its target is
- * created), never replaced by a file. Anything else, and any path under /dev or /proc (a device
+ * created), never replaced by a file. Anything else, and any path under /dev (but /dev/shm) or /proc (a device
  * such as /dev/null, /dev/stdout whatever it points at, a FIFO), is appended to in place:
  * renaming a file over /dev/null would replace the device itself, and /dev/stdout redirected to
  * a file must not lose what the process already wrote there.
  */
 export function writeTarget(file: string, depth = 0): { path: string; atomic: boolean } {
   const abs = path.resolve(file);
-  if (abs.startsWith('/dev/') || abs.startsWith('/proc/')) return { path: file, atomic: false };
+  // /dev/stdout, /dev/fd/N, /proc/self/fd/N… name an open file of this process (a shell's
+  // redirection): replacing it would leave the shell's file behind. /dev/shm is a plain tmpfs.
+  if ((abs.startsWith('/dev/') && !abs.startsWith('/dev/shm/')) || abs.startsWith('/proc/')) return { path: file, atomic: false };
   try {
     return statSync(file).isFile() ? { path: realpathSync(file), atomic: true } : { path: file, atomic: false };
   } catch {

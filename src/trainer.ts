@@ -105,8 +105,10 @@ export interface FitOptions {
    *  trainer's previous fit, as a PyTorch optimizer object or a compiled Keras model keeps it from
    *  one training call to the next; the optimizer settings must be the same. Without it each fit
    *  starts a fresh optimizer. Shuffling still starts from `seed`, so two fits of 2 epochs equal
-   *  one of 4 only without shuffling (or use checkpoint/resume). Nothing is kept after a fit that
-   *  failed (a worker error), nor before the first fit (then it starts fresh). @default false */
+   *  one of 4 only without shuffling (or use checkpoint/resume). Before the first fit there is
+   *  nothing to keep (it starts fresh); after a fit that failed with a worker error it is refused
+   *  (StateError). After a fit with `patience` the state is the last epoch's, also when the best
+   *  epoch's weights were restored (as Keras' restore_best_weights). @default false */
   keepOptimizer?: boolean | undefined;
 }
 
@@ -218,10 +220,13 @@ export class Trainer {
   private contextCounter = 0;
   private busy = false;
   private closed = false;
-  /** The optimizer of the last fit that ended in a consistent state (completed, stopped early,
-   *  aborted, or stopped by a non-finite step, which changes nothing): its settings and step
-   *  count. Its buffers are the scratch buffer 'fit.optState' (see keepOptimizer). */
-  private lastOptimizer: { settings: OptimizerOptions; step: number } | null = null;
+  /** The optimizer state a keepOptimizer fit continues (its buffers are the scratch buffer
+   *  'fit.optState'): null before the first fit (start fresh); the last fit's settings and step
+   *  count when it ended in step with its weights (completed, stopped early, aborted, or stopped
+   *  by a non-finite step, which changes nothing); 'lost' when it did not (a worker failed, or
+   *  the fit failed after clearing the buffer), so that keepOptimizer refuses rather than
+   *  quietly starting afresh on partly trained weights. */
+  private lastOptimizer: { settings: OptimizerOptions; step: number } | 'lost' | null = null;
   /**
    * Shared memory kept across calls, by name, replaced only by a larger one. Worker threads hold
    * every SharedArrayBuffer they have been sent until their own garbage collector runs, which a
@@ -659,9 +664,11 @@ export class Trainer {
 
     // keepOptimizer: the previous fit's optimizer state, still in its scratch buffer.
     const kept = opts.keepOptimizer ? this.lastOptimizer : null;
+    if (kept === 'lost')
+      throw new StateError("keepOptimizer: the previous fit failed (a worker error), so its optimizer state is lost; fit without keepOptimizer to start a fresh optimizer");
     if (kept !== null && JSON.stringify(kept.settings) !== JSON.stringify(opts.optimizer))
       throw new OptionError('optimizer', opts.optimizer, '', `keepOptimizer needs the previous fit's optimizer settings (${JSON.stringify(kept.settings)}); received ${JSON.stringify(opts.optimizer)}`);
-    this.lastOptimizer = null; // until this fit ends in a consistent state
+    this.lastOptimizer = 'lost'; // until this fit ends in step with its weights
     const train = this.shareData(data, 'data');
     const validation = opts.validation !== undefined ? this.shareData(opts.validation, 'validation') : undefined;
     const maxChunks = chunkCount(B, CHUNK_SIZE);

@@ -166,7 +166,7 @@ describe('node dist/bench/ab.js (same-process A/B of two builds)', () => {
       expect(cells[7]).toBe('yes'); // the same code gives the same bits
     }
     expect(r.stdout).toMatch(/speedup at 2 threads: A \d+\.\d{3}, B \d+\.\d{3}/);
-    for (const args of [[root], [root, root, '--fits', '2'], [root, root, '--workload', 'huge'], [root, '/nonexistent']]) {
+    for (const args of [[root], [root, root, '--fits', '2'], [root, root, '--workload', 'huge'], [root, '/nonexistent'], [root, root, '--fit', '3']]) {
       const bad = spawnSync(process.execPath, [ab, ...args], { cwd: root, encoding: 'utf8' });
       expect(bad.status, args.join(' ')).toBe(2);
       expect(bad.stderr).toMatch(/^ab: .*\nusage: node dist\/bench\/ab\.js DIR_A DIR_B/);

@@ -440,6 +440,20 @@ describe('the workflow: init → train --init → predict → evaluate', () => {
     expect([code, stderr]).toEqual([0, '']);
     expect(bytes).toBeGreaterThan(200_000);
   });
+  it.skipIf(!existsSync('/dev/shm'))('a regular file under /dev/shm is replaced like any other, not appended to', () => {
+    const model = path.join(dir, 'shm.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', model, '--quiet']).code).toBe(0);
+    const out = `/dev/shm/bptrain-test-${process.pid}.ndjson`;
+    writeFileSync(out, 'old line\n');
+    try {
+      expect(bptrain(['predict', '--model', model, '--data', 'data/tutorial-test.ndjson', '--out', out]).code).toBe(0);
+      const lines = readFileSync(out, 'utf8').trim().split('\n');
+      expect(lines).toHaveLength(200);
+      expect(lines[0]).not.toBe('old line');
+    } finally {
+      rmSync(out, { force: true });
+    }
+  });
   it('--normalize standard is stored in the model and applied by predict', () => {
     const model = path.join(dir, 'norm.json');
     const r = bptrain(['train', '--data', fixture('good/records.ndjson'), '--features', 'sepal,petal', '--label', 'species', '--hidden-layers', '4', '--normalize', 'standard', '--epochs', '3', '--out', model, '--quiet']);

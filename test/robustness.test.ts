@@ -273,13 +273,15 @@ describe('worker faults', () => {
         const err = await trainer.fit(data, { epochs: 2, batchSize: 64, onStep: (p) => { if (p.step === 3) afterStep3 = Float64Array.from(model.params); } }).catch((e) => e);
         const seconds = (Date.now() - t0) / 1000;
         const same = afterStep3 !== null && model.params.every((v, i) => Object.is(v, afterStep3[i]));
+        // The optimizer state went with the worker: continuing it is refused, not started afresh.
+        const keep = await trainer.fit(data, { epochs: 1, batchSize: 64, keepOptimizer: true }).catch((e) => e);
         await trainer.close();
         process.env.BPTRAIN_TEST_FAULT = '';
         const again = new Trainer(createModel({ layers: [3, 16, 3], seed: 1 }), { threads: 2 });
         const h = await again.fit(data, { epochs: 1, batchSize: 64 });
         await again.close();
         const left = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap' && r !== 'PipeWrap');
-        console.log(JSON.stringify({ name: err?.name, isWorkerError: err instanceof WorkerError, message: err?.message, step: err?.step, same, seconds, retrained: h.epochs.length, left }));
+        console.log(JSON.stringify({ name: err?.name, isWorkerError: err instanceof WorkerError, message: err?.message, step: err?.step, same, seconds, retrained: h.epochs.length, left, keep: keep?.message }));
       `;
       const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
         cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, BPTRAIN_TEST_FAULT: `${fault}@3` },
@@ -294,6 +296,7 @@ describe('worker faults', () => {
       expect(out.seconds).toBeLessThan(30);
       expect(out.retrained).toBe(1);
       expect(out.left).toEqual([]);
+      expect(out.keep).toMatch(/keepOptimizer: the previous fit failed \(a worker error\), so its optimizer state is lost/);
     });
   }
 });
