@@ -247,14 +247,26 @@ export function normalizeInPlace(X: Float64Array, n: number, n0: number, norm: N
 
 /** Per-feature mean and (population) standard deviation; a constant feature gets std 1. */
 export function computeNormalization(X: Float64Array, n: number, n0: number): Normalization {
+  // Each feature is summed scaled by a power of two at its largest magnitude, so that neither the
+  // sum nor the squares overflow, up to the largest double (inputs of 1e155 made the squares
+  // Infinity and the std null). A power of two scales exactly: for ordinary data these are the
+  // same bits as sums of the raw values.
+  const scale = new Array<number>(n0).fill(0);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n0; j++) scale[j] = Math.max(scale[j], Math.abs(X[i * n0 + j]));
+  const largest = scale.slice();
+  for (let j = 0; j < n0; j++) scale[j] = largest[j] > 0 ? 2 ** Math.min(1023, Math.ceil(Math.log2(largest[j]))) : 1;
   const mean = new Array<number>(n0).fill(0);
   const std = new Array<number>(n0).fill(0);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n0; j++) mean[j] += X[i * n0 + j];
+  for (let i = 0; i < n; i++) for (let j = 0; j < n0; j++) mean[j] += X[i * n0 + j] / scale[j];
   for (let j = 0; j < n0; j++) mean[j] /= n;
-  for (let i = 0; i < n; i++) for (let j = 0; j < n0; j++) std[j] += (X[i * n0 + j] - mean[j]) ** 2;
+  for (let i = 0; i < n; i++) for (let j = 0; j < n0; j++) std[j] += (X[i * n0 + j] / scale[j] - mean[j]) ** 2;
   for (let j = 0; j < n0; j++) {
-    const s = Math.sqrt(std[j] / n);
-    std[j] = s > 1e-12 ? s : 1;
+    const s = Math.sqrt(std[j] / n) * scale[j];
+    mean[j] *= scale[j];
+    // A feature whose spread is rounding noise next to its size is constant: dividing by that
+    // noise would blow tiny input changes up into huge ones. Relative, so that data of any
+    // scale (1e-13 or 1e13) is standardised alike.
+    std[j] = s > 1e-12 * largest[j] ? s : 1;
   }
   return { mean, std };
 }

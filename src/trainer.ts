@@ -753,6 +753,24 @@ export class Trainer {
     let callbackError: { error: unknown } | null = null;
     const stepPromises = new Set<PromiseLike<unknown>>();
     let over = false; // a promise of this fit's onStep that rejects later must not stop the next fit
+    // An update can overflow the weights themselves (a huge learning rate or gradient) although
+    // the loss and gradient it came from were finite. The weights are checked after every run of
+    // steps (every step on one thread, an epoch or up to a checkpoint on the pool), and the last
+    // good state, kept at each epoch's start and each checkpoint, is put back: a fit never ends,
+    // nor writes a checkpoint, with non-finite weights.
+    const good = { params: new Float64Array(model.params.length), opt: optState.buffers.map((b) => new Float64Array(b.length)), step: 0, when: '' };
+    const saveGood = (when: string): void => {
+      good.params.set(model.params);
+      optState.buffers.forEach((b, i) => good.opt[i].set(b));
+      good.step = optState.step;
+      good.when = when;
+    };
+    const overflowed = (epoch: number, step: number): NumericError => {
+      model.params.set(good.params);
+      optState.buffers.forEach((b, i) => b.set(good.opt[i]));
+      optState.step = good.step;
+      return new NumericError(`an update made the weights non-finite in epoch ${epoch}, by step ${step}; training stopped and the weights are those of ${good.when} (try a lower learning rate: lr, --lr; standardised inputs: --normalize standard; or gradient clipping: clipNorm, --clip-norm)`, epoch, step);
+    };
     const failStep = (error: unknown): void => {
       if (callbackError !== null || over) return;
       callbackError = { error };
@@ -775,6 +793,7 @@ export class Trainer {
           lossSum = 0;
           correct = 0;
         }
+        saveGood(`the start of epoch ${epoch}`);
         const stepBegin = resumedMidEpoch ? firstStep : 0;
         let step = stepBegin;
         const stepDone = (loss: number, right: number): void => {
@@ -825,11 +844,17 @@ export class Trainer {
           const failed = callbackError as { error: unknown } | null; // set inside stepDone
           if (failed !== null) throw failed.error;
           if (bad !== null) {
+            // A loss that is not finite because the last update already broke the weights.
+            if (!allFinite(model.params)) throw overflowed(epoch, step);
             const { start, size } = stepBatch(B, N, step);
             const where = locateNonFinite(model, data, order, start, size);
             throw new NumericError(`non-finite ${bad} in epoch ${epoch}, step ${step + 1}${where}; training stopped and the weights are those from before this step (try a lower learning rate: lr, --lr; standardised inputs: --normalize standard; or gradient clipping: clipNorm, --clip-norm)`, epoch, step + 1);
           }
-          if (opts.checkpointEvery !== undefined && globalStep % opts.checkpointEvery === 0 && step < steps) await writeCheckpoint(epoch, step);
+          if (!allFinite(model.params)) throw overflowed(epoch, step);
+          if (opts.checkpointEvery !== undefined && globalStep % opts.checkpointEvery === 0 && step < steps) {
+            await writeCheckpoint(epoch, step);
+            saveGood(`the checkpoint of epoch ${epoch}, step ${step}`);
+          }
           // Keep the event loop responsive when the steps run on this thread.
           if (threads <= 1 && performance.now() - lastYield > 1) {
             await yieldToEventLoop();
@@ -935,9 +960,14 @@ function locateNonFinite(model: Model, data: Dataset, order: Int32Array, start: 
  *  torch.nn.utils.clip_grad_norm_ does: by maxNorm / (norm + 1e-6) when that is below 1 (the
  *  1e-6 guards a zero norm; results checked against PyTorch need it, to about 1e-7). */
 export function clipGradient(gradSum: Float64Array, batch: number, maxNorm: number): void {
+  // The norm of the mean, as torch computes it (the sum's squares overflowed `batch` times
+  // sooner, and the step was then zeroed).
   let sq = 0;
-  for (let i = 0; i < gradSum.length; i++) sq += gradSum[i] * gradSum[i];
-  const norm = Math.sqrt(sq) / batch;
+  for (let i = 0; i < gradSum.length; i++) {
+    const g = gradSum[i] / batch;
+    sq += g * g;
+  }
+  const norm = Math.sqrt(sq);
   const scale = maxNorm / (norm + CLIP_EPS);
   if (scale < 1) for (let i = 0; i < gradSum.length; i++) gradSum[i] *= scale;
 }

@@ -3,10 +3,38 @@ import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ModelFormatError, createModel, loadModel, parseModelText, saveModel } from '../src/index.js';
+import { ModelFormatError, computeNormalization, createModel, loadModel, parseModelText, saveModel } from '../src/index.js';
 import { sameBits } from './helpers.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-model-'));
+
+describe('computeNormalization', () => {
+  const naive = (X: number[][]) => {
+    const n = X.length, d = X[0].length;
+    const mean = Array.from({ length: d }, (_, j) => X.reduce((a, r) => a + r[j], 0) / n);
+    const std = Array.from({ length: d }, (_, j) => Math.sqrt(X.reduce((a, r) => a + (r[j] - mean[j]) ** 2, 0) / n));
+    return { mean, std };
+  };
+  const flat = (X: number[][]) => Float64Array.from(X.flat());
+  it('gives the bits of the plain two-pass formula on ordinary data (scaling by a power of two is exact)', () => {
+    const X = Array.from({ length: 500 }, (_, i) => [Math.sin(i) * 255, Math.cos(i * 3) / 7 + 2, (i % 13) - 6.5]);
+    expect(computeNormalization(flat(X), 500, 3)).toEqual(naive(X));
+  });
+  it('stays finite up to the largest doubles, and standardises data of any scale alike', () => {
+    const X = Array.from({ length: 100 }, (_, i) => [Math.sin(i) * 1e300, 1.7e308 - i * 1e305, Math.sin(i) * 1e-13]);
+    const { mean, std } = computeNormalization(flat(X), 100, 3);
+    expect([...mean, ...std].every(Number.isFinite)).toBe(true);
+    expect(std[0] / 1e300).toBeCloseTo(naive(X.map((r) => [r[0] / 1e300])).std[0], 12);
+    expect(std[2] / 1e-13).toBeCloseTo(naive(X.map((r) => [r[2] / 1e-13])).std[0], 12); // not taken for constant
+  });
+  it('a feature whose spread is rounding noise next to its size is constant (std 1)', () => {
+    const X = Array.from({ length: 100 }, (_, i) => [123456.789, i, 0]);
+    const { std } = computeNormalization(flat(X), 100, 3);
+    expect(std[0]).toBe(1);
+    expect(std[1]).toBeCloseTo(naive(X).std[1], 12);
+    expect(std[2]).toBe(1); // all zeros
+  });
+});
 
 describe('model file', () => {
   it('saving into a directory that does not exist names the file asked for, not a temporary one', async () => {

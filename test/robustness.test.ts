@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { Trainer, createModel, loadCheckpoint } from '../src/index.js';
+import { Trainer, createModel, loadCheckpoint, makeDataset } from '../src/index.js';
 import { randomData, sameBits } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -244,6 +244,33 @@ describe('numeric guard', () => {
     expect((err as Error).name).toBe('NumericError');
     expect((err as Error).message).toMatch(/non-finite loss in epoch 1, step 4 \(first at sample 200\)/);
     expect(Array.from(model.params)).toEqual(Array.from(afterStep3!));
+  });
+  it('an update that overflows the weights (finite loss and gradient) stops training with the last good weights, and no checkpoint holds them', async () => {
+    for (const threads of [1, 2]) {
+      // lr 1e10 on inputs of 1e150: the gradients are finite, the updated weights are not.
+      const x = Array.from({ length: 128 }, (_, i) => [Math.sin(i) * 1e150, Math.cos(i) * 1e150]);
+      const data = makeDataset(x, x.map(([a, b]) => [(a - b) / 1e150]));
+      const model = createModel({ layers: [2, 4, 1], hidden: 'linear', output: 'linear', loss: 'mse', seed: 3 });
+      const before = Float64Array.from(model.params);
+      const ckpt = path.join(dir, `overflow-${threads}.ckpt`);
+      const trainer = new Trainer(model, { threads });
+      const err = await trainer.fit(data, { epochs: 3, batchSize: 32, lr: 1e10, shuffle: false, checkpoint: ckpt, checkpointEvery: 1 }).catch((e: unknown) => e);
+      await trainer.close();
+      expect((err as Error).name, `threads=${threads}`).toBe('NumericError');
+      expect((err as Error).message).toMatch(/an update made the weights non-finite in epoch 1, by step \d; training stopped and the weights are those of (the start of epoch 1|the checkpoint of epoch 1, step \d)/);
+      expect(model.params.every(Number.isFinite)).toBe(true);
+      if (/start of epoch 1/.test((err as Error).message)) expect(sameBits(model.params, before)).toBe(true);
+      if (existsSync(ckpt)) expect((await loadCheckpoint(ckpt)).params).toBeDefined(); // loads: all finite
+    }
+  });
+  it('--clip-norm takes the norm of the mean gradient: no overflow where PyTorch has none (a summed gradient of 6e153 per entry)', async () => {
+    const model = createModel({ layers: [1, 1], output: 'linear', loss: 'mse', seed: 1 });
+    model.params.set([0.5, 0]);
+    const data = makeDataset(Array.from({ length: 64 }, () => [1e77]), Array.from({ length: 64 }, () => [0]));
+    const trainer = new Trainer(model, { threads: 1 });
+    await trainer.fit(data, { epochs: 1, batchSize: 64, lr: 1, clipNorm: 1, shuffle: false });
+    await trainer.close();
+    expect(model.params[0]).toBeCloseTo(-0.5, 12); // one step of length 1 along the (almost pure W) gradient
   });
   it('--clip-norm bounds the size of every step', async () => {
     const model = createModel({ layers: [4, 8, 2], seed: 1 });
