@@ -242,7 +242,15 @@ function normalized(X: Float64Array, n: number, n0: number, norm: Normalization)
 
 /** Applies a model's normalisation to sample-major X in place. */
 export function normalizeInPlace(X: Float64Array, n: number, n0: number, norm: Normalization): void {
-  for (let i = 0; i < n; i++) for (let j = 0; j < n0; j++) X[i * n0 + j] = (X[i * n0 + j] - norm.mean[j]) / norm.std[j];
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n0; j++) {
+      const x = X[i * n0 + j];
+      const d = x - norm.mean[j];
+      // x − mean overflows for values of opposite signs near the largest double; their quotients
+      // do not.
+      X[i * n0 + j] = Number.isFinite(d) ? d / norm.std[j] : x / norm.std[j] - norm.mean[j] / norm.std[j];
+    }
+  }
 }
 
 /** Per-feature mean and (population) standard deviation; a constant feature gets std 1. */
@@ -266,7 +274,9 @@ export function computeNormalization(X: Float64Array, n: number, n0: number): No
     // A feature whose spread is rounding noise next to its size is constant: dividing by that
     // noise would blow tiny input changes up into huge ones. Relative, so that data of any
     // scale (1e-13 or 1e13) is standardised alike.
-    std[j] = s > 1e-12 * largest[j] ? s : 1;
+    // The true std is at most the largest magnitude (its rounding could reach 2^1024 at the top),
+    // and 1/std must be finite (a subnormal std would turn inputs into infinities).
+    std[j] = s > 1e-12 * largest[j] && 1 / s < Infinity ? Math.min(s, largest[j]) : 1;
   }
   return { mean, std };
 }

@@ -639,6 +639,7 @@ export class Trainer {
     const model = this.model;
     const layout = model.layout;
     checkDatasetFits(data, model.inputs, model.outputs, 'data', model.loss);
+    if (!allFinite(model.params)) throw new NumericError("the model's weights are not all finite, so there is nothing to train from (create or load the model again)", 0, 0);
     if (opts.validation !== undefined) checkDatasetFits(opts.validation, model.inputs, model.outputs, 'validation', model.loss);
     const N = data.size;
     const B = Math.min(opts.batchSize, N);
@@ -793,7 +794,7 @@ export class Trainer {
           lossSum = 0;
           correct = 0;
         }
-        saveGood(`the start of epoch ${epoch}`);
+        saveGood(resumedMidEpoch ? `the checkpoint resumed from (epoch ${epoch}, step ${firstStep})` : `the start of epoch ${epoch}`);
         const stepBegin = resumedMidEpoch ? firstStep : 0;
         let step = stepBegin;
         const stepDone = (loss: number, right: number): void => {
@@ -842,7 +843,10 @@ export class Trainer {
             throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${(err as Error)?.message ?? String(err)}`, epoch, step + 1, { cause: err });
           }
           const failed = callbackError as { error: unknown } | null; // set inside stepDone
-          if (failed !== null) throw failed.error;
+          if (failed !== null) {
+            if (!allFinite(model.params)) overflowed(epoch, step); // put back the last good state, then the callback's error
+            throw failed.error;
+          }
           if (bad !== null) {
             // A loss that is not finite because the last update already broke the weights.
             if (!allFinite(model.params)) throw overflowed(epoch, step);
@@ -869,7 +873,10 @@ export class Trainer {
           opts.signal.throwIfAborted();
         }
         const late = callbackError as { error: unknown } | null;
-        if (late !== null) throw late.error;
+        if (late !== null) {
+          if (!allFinite(model.params)) overflowed(epoch, step);
+          throw late.error;
+        }
         const trainSeconds = (performance.now() - t0) / 1000;
         const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: (N - Math.min(N, stepBegin * B)) / trainSeconds, seconds: 0, steps };
         if (units > 0) stats1.accuracy = correct / (N * units);

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ModelFormatError, computeNormalization, createModel, loadModel, parseModelText, saveModel } from '../src/index.js';
+import { ModelFormatError, computeNormalization, createModel, loadModel, modelToText, normalizeInPlace, parseModelText, saveModel } from '../src/index.js';
 import { sameBits } from './helpers.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-model-'));
@@ -26,6 +26,18 @@ describe('computeNormalization', () => {
     expect([...mean, ...std].every(Number.isFinite)).toBe(true);
     expect(std[0] / 1e300).toBeCloseTo(naive(X.map((r) => [r[0] / 1e300])).std[0], 12);
     expect(std[2] / 1e-13).toBeCloseTo(naive(X.map((r) => [r[2] / 1e-13])).std[0], 12); // not taken for constant
+  });
+  it('at the very top of the doubles: std never rounds up to Infinity, and applying it never overflows', () => {
+    const M = Number.MAX_VALUE;
+    for (const X of [[[M], [-M]], [[M], [-M], [M], [-M]], [[1.7e308], [-1.7e308], [-1.7e308]]]) {
+      const norm = computeNormalization(flat(X), X.length, 1);
+      expect(Number.isFinite(norm.mean[0]) && Number.isFinite(norm.std[0]) && norm.std[0] <= M).toBe(true);
+      const x = flat(X);
+      normalizeInPlace(x, X.length, 1, norm);
+      expect(x.every(Number.isFinite), JSON.stringify(X)).toBe(true);
+      expect(() => parseModelText(JSON.stringify({ ...JSON.parse(modelToText(createModel({ layers: [1, 1] }))), normalization: norm }))).not.toThrow();
+    }
+    expect(computeNormalization(Float64Array.of(1e-320, 0, 2e-320), 3, 1).std[0]).toBe(1); // 1/std must be finite
   });
   it('a feature whose spread is rounding noise next to its size is constant (std 1)', () => {
     const X = Array.from({ length: 100 }, (_, i) => [123456.789, i, 0]);

@@ -263,6 +263,21 @@ describe('numeric guard', () => {
       if (existsSync(ckpt)) expect((await loadCheckpoint(ckpt)).params).toBeDefined(); // loads: all finite
     }
   });
+  it('an onStep that throws in the step that overflowed still leaves the last good weights; a model with non-finite weights is not trained', async () => {
+    for (const threads of [1, 2]) {
+      const x = Array.from({ length: 128 }, (_, i) => [Math.sin(i) * 1e150, Math.cos(i) * 1e150]);
+      const data = makeDataset(x, x.map(([a, b]) => [(a - b) / 1e150]));
+      const model = createModel({ layers: [2, 4, 1], hidden: 'linear', output: 'linear', loss: 'mse', seed: 3 });
+      const trainer = new Trainer(model, { threads });
+      const mine = new Error('from onStep');
+      const err = await trainer.fit(data, { epochs: 2, batchSize: 32, lr: 1e10, shuffle: false, onStep: () => { if (!model.params.every(Number.isFinite)) throw mine; } }).catch((e: unknown) => e);
+      expect(err, `threads=${threads}`).toBe(mine);
+      expect(model.params.every(Number.isFinite), `threads=${threads}`).toBe(true);
+      model.params[0] = NaN;
+      await expect(trainer.fit(data, { epochs: 1 })).rejects.toThrow(/the model's weights are not all finite/);
+      await trainer.close();
+    }
+  });
   it('--clip-norm takes the norm of the mean gradient: no overflow where PyTorch has none (a summed gradient of 6e153 per entry)', async () => {
     const model = createModel({ layers: [1, 1], output: 'linear', loss: 'mse', seed: 1 });
     model.params.set([0.5, 0]);
