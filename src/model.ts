@@ -273,10 +273,13 @@ export function computeNormalization(X: Float64Array, n: number, n0: number): No
     mean[j] *= scale[j];
     // A feature whose spread is rounding noise next to its size is constant: dividing by that
     // noise would blow tiny input changes up into huge ones. Relative, so that data of any
-    // scale (1e-13 or 1e13) is standardised alike.
+    // scale (1e-13 or 1e13) is standardised alike. A constant feature is divided by its size
+    // instead, so that what is left of it (its mean is rounded: x − mean is an ulp, 1e184 for
+    // values of 1e200) comes out near 0, and a new value reads as its relative change.
     // The true std is at most the largest magnitude (its rounding could reach 2^1024 at the top),
     // and 1/std must be finite (a subnormal std would turn inputs into infinities).
-    std[j] = s > 1e-12 * largest[j] && 1 / s < Infinity ? Math.min(s, largest[j]) : 1;
+    const finite = (v: number): boolean => v > 0 && 1 / v < Infinity;
+    std[j] = s > 1e-12 * largest[j] && finite(s) ? Math.min(s, largest[j]) : finite(largest[j]) ? largest[j] : 1;
   }
   return { mean, std };
 }

@@ -960,7 +960,7 @@ function locateNonFinite(model: Model, data: Dataset, order: Int32Array, start: 
     if (line === undefined) return ` (first at sample ${r})`;
     return data.source !== undefined ? ` (first at the sample from ${data.source}:${line})` : ` (first at the sample from line ${line})`;
   }
-  return '';
+  return ' (every sample of the batch alone has a finite loss and gradient: their sum overflowed)';
 }
 
 /** Scales the batch-mean gradient (gradSum / batch) down to an L2 norm of at most maxNorm, as

@@ -39,12 +39,16 @@ describe('computeNormalization', () => {
     }
     expect(computeNormalization(Float64Array.of(1e-320, 0, 2e-320), 3, 1).std[0]).toBe(1); // 1/std must be finite
   });
-  it('a feature whose spread is rounding noise next to its size is constant (std 1)', () => {
-    const X = Array.from({ length: 100 }, (_, i) => [123456.789, i, 0]);
-    const { std } = computeNormalization(flat(X), 100, 3);
-    expect(std[0]).toBe(1);
-    expect(std[1]).toBeCloseTo(naive(X).std[1], 12);
-    expect(std[2]).toBe(1); // all zeros
+  it('a feature whose spread is rounding noise next to its size is constant: divided by its size, so it normalises to about 0', () => {
+    const X = Array.from({ length: 100 }, (_, i) => [123456.789, i, 0, 1e200]);
+    const norm = computeNormalization(flat(X), 100, 4);
+    expect(norm.std[0]).toBe(123456.789);
+    expect(norm.std[1]).toBeCloseTo(naive(X).std[1], 12);
+    expect(norm.std[2]).toBe(1); // all zeros
+    expect(norm.std[3]).toBe(1e200);
+    const x = flat(X);
+    normalizeInPlace(x, 100, 4, norm);
+    for (let i = 0; i < 100; i++) for (const j of [0, 2, 3]) expect(Math.abs(x[i * 4 + j])).toBeLessThan(1e-12);
   });
 });
 
