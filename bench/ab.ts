@@ -17,6 +17,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DataBank, WORKLOADS, modelOptions, workload, type WorkloadId } from './workloads.js';
 import { FULL_SIZES, LR } from './config.js';
+import { median } from './measure.js';
 import type * as Lib from '../src/index.js';
 
 const USAGE = `usage: node dist/bench/ab.js DIR_A DIR_B [--workload ${WORKLOADS.map((w) => w.id).join('|')}] [--threads 1,2] [--fits 16]
@@ -82,10 +83,6 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all(configs.map((c) => c.trainer.close()));
   }
-  const median = (v: number[]): number => {
-    const s = [...v].sort((a, b) => a - b);
-    return s.length % 2 === 1 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  };
   const get = (build: 'A' | 'B', t: number): Config => configs.find((c) => c.build === build && c.threads === t)!;
   const rate = (c: Config): number => raw.size / (median(c.times) / 1000);
   const lines = [

@@ -146,7 +146,7 @@ export async function measureInterleaved(
   return out;
 }
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const v = [...values].sort((a, b) => a - b);
   const m = v.length >> 1;
   return v.length % 2 === 1 ? v[m] : (v[m - 1] + v[m]) / 2;

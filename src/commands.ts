@@ -325,6 +325,31 @@ export interface PredictArgs {
   threads: number | 'auto';
 }
 
+/**
+ * The blocks of a streamed file go to the trainer's threads one at a time and in order, while
+ * the reader fills the next: `push` waits until the block before has been handled, then starts
+ * this one; `finish` waits for the last; `settle`, on an error path, waits for the one in flight
+ * whatever its outcome (the trainer cannot close while it runs).
+ */
+class InOrder {
+  private pending: Promise<void> | null = null;
+
+  async push(job: () => Promise<void>): Promise<void> {
+    if (this.pending !== null) await this.pending;
+    const p = job();
+    p.catch(() => {}); // awaited by the next push or finish: a rejection while the reader is busy is not unhandled
+    this.pending = p;
+  }
+
+  async finish(): Promise<void> {
+    if (this.pending !== null) await this.pending;
+  }
+
+  async settle(): Promise<void> {
+    await this.pending?.catch(() => {});
+  }
+}
+
 /** Samples predict and evaluate read before handing them to the trainer's threads; they read the
  *  next block while the threads work on this one. Large enough that a pool round trip per round
  *  of chunks is noise, small enough to stay in the cache between the reader and the threads
@@ -356,7 +381,7 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
     out.setMaxListeners(Math.max(out.getMaxListeners(), MAX_THREADS + 10));
   }
   let read = 0;
-  let pending: Promise<void> | null = null;
+  const blocksInOrder = new InOrder();
   const write = async (out: Float64Array) => {
     const n = out.length / m;
     let text = '';
@@ -367,9 +392,7 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
   // The block just filled goes to the threads once the one before it is written, in order.
   const submit = async () => {
     const X = blocks[filling].subarray(0, count * n0);
-    if (pending !== null) await pending;
-    pending = trainer.predict(X, { signal: io.signal }).then(write);
-    pending.catch(() => {}); // awaited below; a rejection while the reader is busy is not unhandled
+    await blocksInOrder.push(() => trainer.predict(X, { signal: io.signal }).then(write));
     progress.reading(displayName(a.data), (read += count));
     filling = 1 - filling;
     count = 0;
@@ -381,7 +404,7 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
       if (++count === STREAM_BLOCK) await submit();
     }
     if (count > 0) await submit();
-    if (pending !== null) await pending;
+    await blocksInOrder.finish();
     if (target !== undefined) {
       const ws = sink as ReturnType<typeof createWriteStream>;
       await new Promise<void>((resolve, reject) => ws.end((err?: Error | null) => (err ? reject(err) : resolve())));
@@ -394,7 +417,7 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
       releaseTempPath(tmp);
     }
   } catch (err) {
-    if (pending !== null) await (pending as Promise<void>).catch(() => {});
+    await blocksInOrder.settle();
     if (target !== undefined) (sink as ReturnType<typeof createWriteStream>).destroy();
     if (tmp !== undefined) {
       await fsp.rm(tmp, { force: true });
@@ -459,7 +482,7 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
   const trainer = new Trainer(model, { threads: a.threads });
   const progress = makeProgress(io.stderr, false); // a live count on a terminal
   let tally: Tally | undefined;
-  let pending: Promise<void> | null = null;
+  const blocksInOrder = new InOrder();
   let read = 0;
   try {
     const run = (ds: Dataset, t: Tally) => trainer.evaluate(ds, { signal: io.signal, outputs: true }).then((r) => t.add(ds, r.outputs!, r.loss));
@@ -480,9 +503,7 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
           lines: b.lines.subarray(0, count), source: displayName(a.data),
         };
         markChecked(ds.x, ds.y); // the reader and encodeTarget refused every non-finite value at its line
-        if (pending !== null) await pending;
-        pending = run(ds, t);
-        pending.catch(() => {}); // awaited below; a rejection while the reader is busy is not unhandled
+        await blocksInOrder.push(() => run(ds, t));
         progress.reading(displayName(a.data), (read += count));
         filling = 1 - filling;
         count = 0;
@@ -502,11 +523,12 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
       });
       if (encoding.outputs !== m)
         throw new DataError(`targets need ${encoding.outputs} outputs, but the model has ${m}`, displayName(a.data));
-      pending = run(dataset, (tally = new Tally(encoding, m)));
+      const t = (tally = new Tally(encoding, m));
+      await blocksInOrder.push(() => run(dataset, t));
     }
-    if (pending !== null) await pending;
+    await blocksInOrder.finish();
   } catch (err) {
-    if (pending !== null) await (pending as Promise<void>).catch(() => {});
+    await blocksInOrder.settle();
     throw err;
   } finally {
     progress.done();

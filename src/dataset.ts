@@ -110,10 +110,7 @@ function checkProbabilities(ds: Dataset, name: string, loss: string): void {
   for (let i = 0; i < n; i++) {
     const v = ds.y[i];
     if (!(v >= 0 && v <= 1)) {
-      const s = Math.floor(i / dim);
-      const line = ds.lines?.[s];
-      const where = line !== undefined ? `${ds.source ?? name}:${line}` : `${name}, sample ${s}`;
-      throw new DataError(`${where}: y[${i % dim}] is ${v}, but ${loss} needs targets in [0, 1] (class labels, one-hot rows or probabilities)`);
+      throw new DataError(`${sampleWhere(ds, Math.floor(i / dim), name)}: y[${i % dim}] is ${v}, but ${loss} needs targets in [0, 1] (class labels, one-hot rows or probabilities)`);
     }
   }
 }
@@ -142,8 +139,7 @@ function checkFinite(ds: Dataset, a: Float64Array, dim: number, field: 'x' | 'y'
 /** The DataError for sample s of `ds` if one of its inputs or targets is NaN or infinite (the
  *  first one), else null. Says where: the source file and line if known, else the sample index. */
 export function nonFiniteError(ds: Dataset, s: number, name = 'data'): DataError | null {
-  const line = ds.lines?.[s];
-  const where = line !== undefined ? `${ds.source ?? name}:${line}` : `${name}, sample ${s}`;
+  const where = sampleWhere(ds, s, name);
   for (const [field, a, dim] of [['x', ds.x, ds.inputDim], ['y', ds.y, ds.targetDim]] as const) {
     for (let j = 0; j < dim; j++) {
       const v = a[s * dim + j];
@@ -151,6 +147,12 @@ export function nonFiniteError(ds: Dataset, s: number, name = 'data'): DataError
     }
   }
   return null;
+}
+
+/** Where sample s of `ds` came from, for a message: `file:line` if known, else `name, sample s`. */
+function sampleWhere(ds: Dataset, s: number, name: string): string {
+  const line = ds.lines?.[s];
+  return line !== undefined ? `${ds.source ?? name}:${line}` : `${name}, sample ${s}`;
 }
 
 /** Splits off the last `fraction` of the samples, after a seeded shuffle when `order` is given. */

@@ -325,10 +325,7 @@ export class Trainer {
     const n = flat ? checkInputArray(X, model.inputs) : X.length / model.inputs;
     this.enter('read');
     try {
-      // Copied into shared memory (and normalised there): the caller keeps its array to itself.
-      const x = this.sharedScratch('data.x', n * model.inputs, false);
-      x.set(X.subarray(0, x.length));
-      if (model.normalization !== undefined) normalizeInPlace(x, n, model.inputs, model.normalization);
+      const x = this.sharedInputs(X, n, 'data.x');
       const { outputs } = await this.forwardPass(x, null, n, this.threadsFor(EVAL_CHUNK * 4), signal, true);
       return flat ? outputs! : outputRows(outputs!, model.outputs);
     } finally {
@@ -394,18 +391,25 @@ export class Trainer {
   /** The data in shared memory (copied once per call into the scratch buffers `name`.x and
    *  `name`.y unless already shared), x normalised if the model says so. */
   private shareData(data: Dataset, name: 'data' | 'validation'): Dataset {
+    return { ...data, x: this.sharedInputs(data.x, data.size, `${name}.x`), y: this.shared(data.y, `${name}.y`, false) };
+  }
+
+  /** Inputs (n samples) where the workers can read them, normalised if the model says so. */
+  private sharedInputs(x: Float64Array, n: number, key: string): Float64Array {
     const norm = this.model.normalization;
-    const share = (a: Float64Array, key: string, copy: boolean): Float64Array => {
-      if (!copy) return a;
-      const s = this.sharedScratch(`${name}.${key}`, a.length, false);
-      s.set(a);
-      return s;
-    };
-    // Workers view a buffer from its first byte: an array that starts further in is copied too.
-    const usable = (a: Float64Array): boolean => a.buffer instanceof SharedArrayBuffer && a.byteOffset === 0;
-    const x = share(data.x, 'x', norm !== undefined || !usable(data.x));
-    if (norm !== undefined) normalizeInPlace(x, data.size, data.inputDim, norm);
-    return { ...data, x, y: share(data.y, 'y', !usable(data.y)) };
+    const s = this.shared(x, key, norm !== undefined);
+    if (norm !== undefined) normalizeInPlace(s, n, this.model.inputs, norm);
+    return s;
+  }
+
+  /** `a` itself when the workers can view it (a SharedArrayBuffer from its first byte: a view
+   *  starting further in would be read from byte 0), else, or when `copy`, a copy in the scratch
+   *  buffer `key`. */
+  private shared(a: Float64Array, key: string, copy: boolean): Float64Array {
+    if (!copy && a.buffer instanceof SharedArrayBuffer && a.byteOffset === 0) return a;
+    const s = this.sharedScratch(key, a.length, false);
+    s.set(a);
+    return s;
   }
 
   private async ensurePool(threads: number): Promise<Piscina | null> {
@@ -766,6 +770,7 @@ export class Trainer {
       good.step = optState.step;
       good.when = when;
     };
+    /** Puts the last good state back and returns the error that says so. */
     const overflowed = (epoch: number, step: number): NumericError => {
       model.params.set(good.params);
       optState.buffers.forEach((b, i) => b.set(good.opt[i]));
@@ -842,19 +847,17 @@ export class Trainer {
             await this.destroyPool();
             throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${(err as Error)?.message ?? String(err)}`, epoch, step + 1, { cause: err });
           }
+          // Weights an update broke are put back first, whatever else stopped the run (a loss that
+          // is not finite may be that update's doing); then onStep's error, if any, is the answer.
+          const broken = allFinite(model.params) ? null : overflowed(epoch, step);
           const failed = callbackError as { error: unknown } | null; // set inside stepDone
-          if (failed !== null) {
-            if (!allFinite(model.params)) overflowed(epoch, step); // put back the last good state, then the callback's error
-            throw failed.error;
-          }
+          if (failed !== null) throw failed.error;
+          if (broken !== null) throw broken;
           if (bad !== null) {
-            // A loss that is not finite because the last update already broke the weights.
-            if (!allFinite(model.params)) throw overflowed(epoch, step);
             const { start, size } = stepBatch(B, N, step);
             const where = locateNonFinite(model, data, order, start, size);
             throw new NumericError(`non-finite ${bad} in epoch ${epoch}, step ${step + 1}${where}; training stopped and the weights are those from before this step (try a lower learning rate: lr, --lr; standardised inputs: --normalize standard; or gradient clipping: clipNorm, --clip-norm)`, epoch, step + 1);
           }
-          if (!allFinite(model.params)) throw overflowed(epoch, step);
           if (opts.checkpointEvery !== undefined && globalStep % opts.checkpointEvery === 0 && step < steps) {
             await writeCheckpoint(epoch, step);
             saveGood(`the checkpoint of epoch ${epoch}, step ${step}`);
@@ -872,11 +875,9 @@ export class Trainer {
           await writeCheckpoint(epoch, steps);
           opts.signal.throwIfAborted();
         }
+        // (The weights were checked after the epoch's last run of steps.)
         const late = callbackError as { error: unknown } | null;
-        if (late !== null) {
-          if (!allFinite(model.params)) overflowed(epoch, step);
-          throw late.error;
-        }
+        if (late !== null) throw late.error;
         const trainSeconds = (performance.now() - t0) / 1000;
         const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: (N - Math.min(N, stepBegin * B)) / trainSeconds, seconds: 0, steps };
         if (units > 0) stats1.accuracy = correct / (N * units);
