@@ -11,7 +11,7 @@ import {
   type InputFields, type ModelOptions, type TargetInfo,
 } from './model.js';
 import { MAX_THREADS, Trainer, type EpochStats, type FitOptions } from './trainer.js';
-import { markChecked, splitDataset, type Dataset } from './dataset.js';
+import { splitDataset, type Dataset } from './dataset.js';
 import { loadDataset, decodeOutput, encodeTarget, type TargetEncoding } from './targets.js';
 import { readRecords, type ReaderOptions } from './ndjson-reader.js';
 import { DataError, OptionError } from './errors.js';
@@ -441,7 +441,7 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
 function modelFields(model: Model, given: InputFields): InputFields {
   const stored = model.inputFields;
   if (stored === undefined) return given; // a model from init or the library: nothing recorded
-  const show = (v: string[] | undefined): string => (v === undefined ? 'none (vector form)' : v.join(','));
+  const show = (v: readonly string[] | undefined): string => (v === undefined ? 'none (vector form)' : v.join(','));
   if (given.features !== undefined && !(stored.features !== undefined && stored.features.join('\0') === given.features.join('\0')))
     throw new UsageError(`--features ${given.features.join(',')} differs from the model's input fields (${show(stored.features)}): a model reads its inputs as it was trained to; drop --features`);
   if (given.xField !== undefined && (stored.features !== undefined || given.xField !== (stored.xField ?? 'x')))
@@ -502,7 +502,6 @@ export async function evaluateCommand(a: EvaluateArgs, io: Io): Promise<void> {
           size: count, inputDim: n0, targetDim: m, x: b.x.subarray(0, count * n0), y: b.y.subarray(0, count * m),
           lines: b.lines.subarray(0, count), source: displayName(a.data),
         };
-        markChecked(ds.x, ds.y); // the reader and encodeTarget refused every non-finite value at its line
         await blocksInOrder.push(() => run(ds, t));
         progress.reading(displayName(a.data), (read += count));
         filling = 1 - filling;
@@ -552,7 +551,7 @@ class Tally {
   private firstLoss = 0;
   private se = 0;
   private ae = 0;
-  private readonly classes: (string | number)[];
+  private readonly classes: readonly (string | number)[];
   private readonly confusion: number[][];
 
   constructor(encoding: TargetEncoding, private readonly m: number) {

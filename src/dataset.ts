@@ -5,7 +5,7 @@
 // cross-entropy, raw values for mse. Training copies a dataset into shared memory once per fit
 // (`toShared`), never per step; workers read rows from there by index.
 
-import { DataError, OptionError, checkOptionKeys } from './errors.js';
+import { DataError, OptionError, checkOptionKeys, describe } from './errors.js';
 
 export interface Dataset {
   readonly size: number;
@@ -16,9 +16,9 @@ export interface Dataset {
   /** (size × targetDim), row-major. */
   readonly y: Float64Array;
   /** Optional source line of each sample (1-based), for error messages that point into a file. */
-  readonly lines?: Int32Array;
+  readonly lines?: Int32Array | undefined;
   /** Optional source file name, for the same messages. */
-  readonly source?: string;
+  readonly source?: string | undefined;
 }
 
 /**
@@ -31,23 +31,29 @@ export function makeDataset(
   options: { classes?: number | undefined } = {},
 ): Dataset {
   checkOptionKeys(options, ['classes'], 'makeDataset options');
+  const rows = (v: unknown): v is ArrayLike<unknown> => v !== null && typeof v === 'object' && typeof (v as ArrayLike<unknown>).length === 'number';
+  if (!rows(x)) throw new OptionError('x', x, 'an array of input rows');
+  if (!rows(y)) throw new OptionError('y', y, 'an array of targets, one per input row');
   if (x.length !== y.length) throw new OptionError('y', y.length, `one target per input (${x.length} inputs)`);
   const size = x.length;
   if (size === 0) throw new OptionError('x', x, 'at least one sample');
+  if (!rows(x[0]) || x[0].length === 0) throw new OptionError('x[0]', x[0], 'a non-empty array of numbers');
   const inputDim = x[0].length;
   const classes = options.classes;
   if (classes !== undefined && !(Number.isInteger(classes) && classes >= 2))
     throw new OptionError('classes', classes, 'the number of classes, an integer ≥ 2 (y then holds class indices)');
   const first = y[0];
+  if (classes === undefined && typeof first !== 'number' && !(rows(first) && first.length > 0))
+    throw new OptionError('y[0]', first, 'a number, or a non-empty array of numbers');
   const targetDim = classes !== undefined ? classes : typeof first === 'number' ? 1 : first.length;
   const X = new Float64Array(size * inputDim);
   const Y = new Float64Array(size * targetDim);
   for (let i = 0; i < size; i++) {
     const row = x[i];
-    if (row.length !== inputDim) throw new DataError(`sample ${i}: x has ${row.length} values, expected ${inputDim}`);
+    if (!rows(row) || row.length !== inputDim) throw new DataError(`sample ${i}: x has ${rows(row) ? row.length : 'no'} values, expected ${inputDim}`);
     for (let j = 0; j < inputDim; j++) {
       const v = row[j];
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw new DataError(`sample ${i}: x[${j}] is not a finite number`);
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw new DataError(`sample ${i}: x[${j}] is ${describe(v)}, not a finite number`);
       X[i * inputDim + j] = v;
     }
     const t = y[i];
@@ -56,18 +62,17 @@ export function makeDataset(
         throw new DataError(`sample ${i}: class index must be an integer in 0..${classes - 1}`);
       Y[i * targetDim + t] = 1;
     } else if (typeof t === 'number') {
-      if (targetDim !== 1 || !Number.isFinite(t)) throw new DataError(`sample ${i}: y must be a finite number`);
+      if (targetDim !== 1 || !Number.isFinite(t)) throw new DataError(`sample ${i}: y is ${describe(t)}, expected ${targetDim === 1 ? 'a finite number' : `${targetDim} values`}`);
       Y[i] = t;
     } else {
       if (t.length !== targetDim) throw new DataError(`sample ${i}: y has ${t.length} values, expected ${targetDim}`);
       for (let j = 0; j < targetDim; j++) {
         const v = t[j];
-        if (typeof v !== 'number' || !Number.isFinite(v)) throw new DataError(`sample ${i}: y[${j}] is not a finite number`);
+        if (typeof v !== 'number' || !Number.isFinite(v)) throw new DataError(`sample ${i}: y[${j}] is ${describe(v)}, not a finite number`);
         Y[i * targetDim + j] = v;
       }
     }
   }
-  checked.add(X).add(Y);
   return { size, inputDim, targetDim, x: X, y: Y };
 }
 
@@ -77,7 +82,6 @@ export function toShared(ds: Dataset): Dataset {
     if (a.buffer instanceof SharedArrayBuffer) return a;
     const s = new Float64Array(new SharedArrayBuffer(Math.max(8, a.byteLength)), 0, a.length);
     s.set(a);
-    if (checked.has(a)) checked.add(s);
     return s;
   };
   return { ...ds, x: share(ds.x), y: share(ds.y) };
@@ -92,7 +96,7 @@ export function checkDatasetFits(ds: Dataset, inputs: number, outputs: number, n
   if (ds.inputDim !== inputs)
     throw new DataError(`${name}: samples have ${ds.inputDim} inputs, but the network's input layer has ${inputs}`);
   if (ds.targetDim !== outputs)
-    throw new DataError(`${name}: targets have ${ds.targetDim} values, but the network's output layer has ${outputs}`);
+    throw new DataError(`${name}: targets have ${ds.targetDim} values, but the network's output layer has ${outputs}${ds.targetDim === 1 && outputs > 1 ? ` (class indices? makeDataset(x, y, { classes: ${outputs} }) one-hot encodes them)` : ''}`);
   if (ds.x.length < ds.size * ds.inputDim || ds.y.length < ds.size * ds.targetDim)
     throw new DataError(`${name}: x or y is shorter than size × dimension`);
   checkFinite(ds, ds.x, ds.inputDim, 'x', name);
@@ -115,25 +119,15 @@ function checkProbabilities(ds: Dataset, name: string, loss: string): void {
   }
 }
 
-/** Arrays already known to hold finite numbers only: made by makeDataset or the reader, or
- *  scanned once by checkFinite. A dataset built by hand is scanned on its first use, not every
- *  fit (scanning MNIST's 4,096 × 784 inputs takes a few milliseconds). */
-const checked = new WeakSet<Float64Array>();
-
-/** Marks arrays as checked by their maker (see `checked`). */
-export function markChecked(...arrays: Float64Array[]): void {
-  for (const a of arrays) checked.add(a);
-}
-
 /** A NaN or infinity in the data would train into NaN weights (or, through relu, into plausible
- *  wrong numbers): refuse it, saying which sample and value, and the source line if known. */
+ *  wrong numbers): refuse it, saying which sample and value, and the source line if known.
+ *  Scanned on every use, never cached by array: a service may change or refill the same arrays
+ *  between calls (scanning MNIST's 4,096 × 784 inputs takes a few milliseconds). */
 function checkFinite(ds: Dataset, a: Float64Array, dim: number, field: 'x' | 'y', name: string): void {
-  if (checked.has(a)) return;
   const n = ds.size * dim;
   for (let i = 0; i < n; i++) {
     if (!Number.isFinite(a[i])) throw nonFiniteError(ds, Math.floor(i / dim), name) ?? new DataError(`${name}: ${field} is not finite`);
   }
-  checked.add(a);
 }
 
 /** The DataError for sample s of `ds` if one of its inputs or targets is NaN or infinite (the

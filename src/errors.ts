@@ -70,8 +70,9 @@ export class StateError extends Error {
 /** Bad training or prediction data: names the file and line where there is one. */
 export class DataError extends Error {
   readonly code = 'BPTRAIN_DATA';
-  constructor(message: string, readonly file?: string, readonly line?: number) {
-    super(file !== undefined ? `${file}${line !== undefined ? `:${line}` : ''}: ${message}` : message);
+  /** `options.cause`: the file system's error when a data file could not be read. */
+  constructor(message: string, readonly file?: string, readonly line?: number, options?: ErrorOptions) {
+    super(file !== undefined ? `${file}${line !== undefined ? `:${line}` : ''}: ${message}` : message, options);
     this.name = 'DataError';
   }
 }
@@ -105,6 +106,29 @@ export class WorkerError extends Error {
   }
 }
 
+/** The `code` of each of bptrain's own errors. */
+export type BptrainErrorCode =
+  | 'BPTRAIN_OPTION' | 'BPTRAIN_STATE' | 'BPTRAIN_DATA' | 'BPTRAIN_MODEL_FORMAT' | 'BPTRAIN_NUMERIC' | 'BPTRAIN_WORKER' | 'BPTRAIN_CHECKPOINT';
+
+/** What every error bptrain throws on purpose has: its class's name and a `code`. */
+export interface BptrainError extends Error {
+  readonly code: BptrainErrorCode;
+}
+
+const CODES: ReadonlySet<string> = new Set<BptrainErrorCode>([
+  'BPTRAIN_OPTION', 'BPTRAIN_STATE', 'BPTRAIN_DATA', 'BPTRAIN_MODEL_FORMAT', 'BPTRAIN_NUMERIC', 'BPTRAIN_WORKER', 'BPTRAIN_CHECKPOINT',
+]);
+
+/**
+ * True for bptrain's own errors (OptionError, DataError, ModelFormatError, NumericError,
+ * WorkerError, StateError, CheckpointError), whatever copy of the package threw them; a type
+ * guard for `catch (err)`, where err is `unknown`. (There is no common base class: OptionError
+ * is a TypeError, the others are Errors.)
+ */
+export function isBptrainError(err: unknown): err is BptrainError {
+  return err instanceof Error && CODES.has((err as { code?: unknown }).code as string);
+}
+
 /** A short, readable rendering of a received value for error messages (p-map style). */
 export function describe(v: unknown): string {
   if (typeof v === 'string') return `${JSON.stringify(v.length > 60 ? v.slice(0, 60) + '…' : v)} (string)`;
@@ -112,5 +136,10 @@ export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (v === undefined) return 'undefined';
   if (Array.isArray(v)) return `[${v.slice(0, 5).map((e) => (typeof e === 'string' ? JSON.stringify(e) : String(e))).join(', ')}${v.length > 5 ? ', …' : ''}] (array)`;
+  if (typeof v === 'object') {
+    // The class says most: "an AbortController" where an AbortSignal was wanted.
+    const name = (Object.getPrototypeOf(v) as { constructor?: { name?: unknown } } | null)?.constructor?.name;
+    return typeof name === 'string' && name !== '' && name !== 'Object' ? `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name} (object)` : 'object';
+  }
   return `${typeof v}`;
 }

@@ -18,29 +18,29 @@ import { datasetGradient } from './engine.js';
 export interface TargetInfo {
   kind: 'binary' | 'classes' | 'regression';
   /** Class names (strings, or numbers for integer class labels) for 'binary' and 'classes'. */
-  classes?: (string | number)[];
+  classes?: readonly (string | number)[] | undefined;
   outputs: number;
 }
 
 /** Per-feature standardisation (x − mean) / std, computed on the training data. */
 export interface Normalization {
-  mean: number[];
-  std: number[];
+  readonly mean: readonly number[];
+  readonly std: readonly number[];
 }
 
 /** Which fields of an NDJSON record hold the inputs and the target. */
 export interface InputFields {
-  xField?: string;
-  yField?: string;
-  features?: string[];
-  label?: string;
+  xField?: string | undefined;
+  yField?: string | undefined;
+  features?: readonly string[] | undefined;
+  label?: string | undefined;
 }
 
 export interface ModelOptions {
   /** Layer sizes [n0, n1, …, nL], input size first, e.g. [2, 3, 2, 1]. */
-  layers: number[];
+  layers: readonly number[];
   /** Activation of the hidden layers: one name for all, or one per hidden layer. @default 'relu' */
-  hidden?: HiddenActivation | HiddenActivation[] | undefined;
+  hidden?: HiddenActivation | readonly HiddenActivation[] | undefined;
   /** Output activation. @default 'softmax' with loss cross-entropy, 'sigmoid' with binary-cross-entropy,
    *  'linear' with mse; without a loss: 'sigmoid' for one output, 'softmax' for several. */
   output?: OutputActivation | undefined;
@@ -63,9 +63,9 @@ export class Model {
   readonly params: Float64Array;
   /** W[k-1] = W(k) (n_k × n_{k-1}, row-major), b[k-1] = b(k). Views into `params`. */
   readonly views: ParamViews;
-  target?: TargetInfo;
-  normalization?: Normalization;
-  inputFields?: InputFields;
+  #target: TargetInfo | undefined;
+  #normalization: Normalization | undefined;
+  #inputFields: InputFields | undefined;
 
   constructor(spec: NetSpec, params?: Float64Array) {
     this.layout = makeLayout(spec);
@@ -82,12 +82,33 @@ export class Model {
   /** Number of weights and biases. */
   get parameterCount(): number { return this.layout.count; }
 
+  // The three settings below are checked as the model file's reader checks them, when set and
+  // again where they are used or saved (they may be changed in place after being set): a model
+  // must never predict with a normalisation of the wrong size, or write a file it cannot read back.
+
+  /** How the outputs map to targets (class names, or regression); the CLI sets it. */
+  get target(): TargetInfo | undefined { return this.#target; }
+  set target(v: TargetInfo | undefined) { this.#target = v === undefined ? v : parseTarget(v, this.outputs, extraFail('target', v)); }
+  /** Per-feature standardisation applied to raw inputs before the first layer. */
+  get normalization(): Normalization | undefined { return this.#normalization; }
+  set normalization(v: Normalization | undefined) { this.#normalization = v === undefined ? v : parseNormalization(v, this.inputs, extraFail('normalization', v)); }
+  /** The NDJSON fields the model was trained on. */
+  get inputFields(): InputFields | undefined { return this.#inputFields; }
+  set inputFields(v: InputFields | undefined) { this.#inputFields = v === undefined ? v : parseInputFields(v, this.inputs, extraFail('inputFields', v)); }
+
+  /** Checks target, normalization and inputFields as they are now (see above). */
+  checkSettings(): void {
+    if (this.#target !== undefined) parseTarget(this.#target, this.outputs, extraFail('target', this.#target));
+    if (this.#normalization !== undefined) parseNormalization(this.#normalization, this.inputs, extraFail('normalization', this.#normalization));
+    if (this.#inputFields !== undefined) parseInputFields(this.#inputFields, this.inputs, extraFail('inputFields', this.#inputFields));
+  }
+
   /** A deep copy with its own parameter buffer. */
   clone(): Model {
     const m = new Model(this.layout.spec, this.params);
-    m.target = this.target && structuredClone(this.target);
-    m.normalization = this.normalization && structuredClone(this.normalization);
-    m.inputFields = this.inputFields && structuredClone(this.inputFields);
+    m.target = this.#target;
+    m.normalization = this.#normalization;
+    m.inputFields = this.#inputFields;
     return m;
   }
 
@@ -101,6 +122,7 @@ export class Model {
   forward(X: Float64Array, n: number): Float64Array {
     const n0 = this.inputs;
     const m = this.outputs;
+    this.checkSettings();
     const Xn = this.normalization ? normalized(X, n, n0, this.normalization) : X;
     const cap = Math.min(64, Math.max(1, n));
     const ws = makeWorkspace(this.layout, cap);
@@ -120,6 +142,7 @@ export class Model {
     const { sizes, activations, loss } = this.layout.spec;
     for (let i = 0; i < this.params.length; i++)
       if (!Number.isFinite(this.params[i])) throw new ModelFormatError(`refusing to write a model with a non-finite parameter (${this.params[i]})`);
+    this.checkSettings();
     return {
       format: MODEL_FORMAT,
       version: MODEL_VERSION,
@@ -242,6 +265,10 @@ function normalized(X: Float64Array, n: number, n0: number, norm: Normalization)
 
 /** Applies a model's normalisation to sample-major X in place. */
 export function normalizeInPlace(X: Float64Array, n: number, n0: number, norm: Normalization): void {
+  parseNormalization(norm, n0, (msg) => {
+    throw new OptionError('normalization', norm, '', `normalization is not valid: ${msg}`);
+  });
+  if (!(X.length >= n * n0)) throw new OptionError('X', X, '', `X has ${X.length} numbers, fewer than n × n0 = ${n * n0}`);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < n0; j++) {
       const x = X[i * n0 + j];
@@ -255,6 +282,11 @@ export function normalizeInPlace(X: Float64Array, n: number, n0: number, norm: N
 
 /** Per-feature mean and (population) standard deviation; a constant feature gets std 1. */
 export function computeNormalization(X: Float64Array, n: number, n0: number): Normalization {
+  if (!(X instanceof Float64Array)) throw new OptionError('X', X, 'a Float64Array');
+  if (!(Number.isInteger(n) && n >= 1)) throw new OptionError('n', n, 'a positive integer');
+  if (!(Number.isInteger(n0) && n0 >= 1)) throw new OptionError('n0', n0, 'a positive integer');
+  if (X.length < n * n0) throw new OptionError('X', X, '', `X has ${X.length} numbers, fewer than n × n0 = ${n * n0}`);
+  for (let i = 0; i < n * n0; i++) if (!Number.isFinite(X[i])) throw new OptionError(`X[${i}]`, X[i], `a finite number (sample ${Math.floor(i / n0)}, input ${i % n0})`);
   // Each feature is summed scaled by a power of two at its largest magnitude, so that neither the
   // sum nor the squares overflow, up to the largest double (inputs of 1e155 made the squares
   // Infinity and the std null). A power of two scales exactly: for ordinary data these are the
@@ -289,6 +321,8 @@ export function computeNormalization(X: Float64Array, n: number, n0: number): No
 
 /** Writes the model file atomically (temp file, fsync, rename): a reader never sees half a file. */
 export async function saveModel(model: Model, file: string): Promise<void> {
+  if (!(model instanceof Model)) throw new OptionError('model', model, 'a Model (createModel or loadModel)');
+  if (typeof file !== 'string' || file === '') throw new OptionError('file', file, 'a file name');
   await writeFileAtomic(file, modelToText(model));
 }
 
@@ -299,6 +333,7 @@ const NEG_ZERO = '\u0000bptrain:-0';
 
 /** The model file's text. */
 export function modelToText(model: Model): string {
+  if (!(model instanceof Model)) throw new OptionError('model', model, 'a Model (createModel or loadModel)');
   const text = JSON.stringify(model.toJSON(), (_k, v: unknown) => (typeof v === 'number' && Object.is(v, -0) ? NEG_ZERO : v));
   return text.replaceAll(JSON.stringify(NEG_ZERO), '-0') + '\n';
 }
@@ -418,6 +453,13 @@ function parseModelFile(obj: unknown, source?: string): Model {
   return model;
 }
 
+/** The `fail` of the model file's checks, for a setting made in code: an OptionError naming it. */
+function extraFail(name: 'target' | 'normalization' | 'inputFields', value: unknown): (msg: string) => never {
+  return (msg) => {
+    throw new OptionError(`model.${name}`, value, '', `model.${name} is not valid: ${msg}`);
+  };
+}
+
 function parseTarget(t: unknown, outputs: number, fail: (m: string) => never): TargetInfo {
   if (!isObject(t)) return fail('"target" must be an object');
   const kind = own(t, 'kind');
@@ -470,6 +512,7 @@ function parseInputFields(f: unknown, inputs: number, fail: (m: string) => never
  */
 export function computeGradient(model: Model, data: Dataset): { loss: number; grad: Float64Array } {
   checkDatasetFits(data, model.inputs, model.outputs);
+  model.checkSettings();
   const x = model.normalization ? normalized(data.x, data.size, data.inputDim, model.normalization) : data.x;
   return datasetGradient(model.layout, model.params, x.subarray(0, data.size * data.inputDim), data.y.subarray(0, data.size * data.targetDim), data.size);
 }

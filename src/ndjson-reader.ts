@@ -28,7 +28,7 @@ export interface ReaderOptions {
   /** field holding the target. @default 'y' */
   yField?: string | undefined;
   /** record form: named numeric input fields (then xField is not used); other fields ignored */
-  features?: string[] | undefined;
+  features?: readonly string[] | undefined;
   /** record form: label field. @default yField */
   label?: string | undefined;
   /** When false, a missing target (absent field, or `null`) is allowed (predict); a present target
@@ -207,11 +207,13 @@ function streamError(e: unknown, name: string, line: number): unknown {
   if (e instanceof DataError || !(e instanceof Error)) return e;
   const code = (e as NodeJS.ErrnoException).code;
   if (typeof code !== 'string') return e;
-  if (code === 'ENOENT') return new DataError('no such file', name);
-  if (code === 'EISDIR') return new DataError('is a directory, not a data file', name);
-  if (code === 'EACCES' || code === 'EPERM') return new DataError('permission denied', name);
-  if (code.startsWith('Z_')) return new DataError(`invalid gzip data (${e.message})`, name, line);
-  return new DataError(`cannot read (${e.message})`, name);
+  // The system's error goes along as `cause`: its `code` tells a missing file from the others.
+  const cause = { cause: e };
+  if (code === 'ENOENT') return new DataError('no such file', name, undefined, cause);
+  if (code === 'EISDIR') return new DataError('is a directory, not a data file', name, undefined, cause);
+  if (code === 'EACCES' || code === 'EPERM') return new DataError('permission denied', name, undefined, cause);
+  if (code.startsWith('Z_')) return new DataError(`invalid gzip data (${e.message})`, name, line, cause);
+  return new DataError(`cannot read (${e.message})`, name, undefined, cause);
 }
 
 // ---- one line → one record ----

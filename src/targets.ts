@@ -16,7 +16,7 @@
 // first target that differs. Label → index tables are Maps, so labels such as "__proto__" are
 // ordinary keys.
 
-import { markChecked, type Dataset } from './dataset.js';
+import type { Dataset } from './dataset.js';
 import { DataError, OptionError, checkOptionKeys } from './errors.js';
 import { READER_OPTION_KEYS, readRecords, sourceName, type ReaderOptions } from './ndjson-reader.js';
 
@@ -26,7 +26,7 @@ export interface TargetEncoding {
   kind: TargetKind;
   /** class names for 'classes' (strings, or numbers for integer class indices); for 'binary' the
    *  two classes [negative, positive] (default [0, 1]) */
-  classes?: (string | number)[];
+  classes?: readonly (string | number)[] | undefined;
   /** number of network outputs this encoding produces */
   outputs: number;
 }
@@ -285,6 +285,8 @@ export function encodeTarget(
  * regression.
  */
 export function decodeOutput(enc: TargetEncoding, out: ArrayLike<number>): string | number | number[] {
+  if (out === null || typeof out !== 'object' || !(out.length >= enc.outputs))
+    throw new OptionError('out', out, `a row of the model's ${enc.outputs} outputs`);
   if (enc.kind === 'regression') {
     if (enc.outputs === 1) return out[0];
     return Array.from({ length: enc.outputs }, (_, j) => out[j]);
@@ -443,6 +445,5 @@ export async function loadDataset(file: string, options: LoadOptions = {}): Prom
     lines: lines.slice(0, n),
     source: name,
   };
-  markChecked(dataset.x, dataset.y); // the reader refused every non-finite value at its line
   return { dataset, encoding };
 }

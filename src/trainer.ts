@@ -24,7 +24,7 @@ import {
 import { STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask, syncLength } from './protocol.js';
 import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep } from './optim.js';
 import { Rng } from './rng.js';
-import { NumericError, OptionError, StateError, WorkerError, checkOptionKeys, describe, signalOption } from './errors.js';
+import { NumericError, OptionError, StateError, WorkerError, checkOptionKeys, signalOption } from './errors.js';
 import { sharedFloat64 } from './layout.js';
 import { Act } from './layout.js';
 import {
@@ -77,24 +77,25 @@ export interface FitOptions {
   patience?: number | undefined;
   /** Aborts training: fit rejects with the signal's reason (an AbortError by default). */
   signal?: AbortSignal | undefined;
-  /** Called after every epoch with its metrics. */
-  onEpoch?: ((stats: EpochStats) => void | Promise<void>) | undefined;
+  /** Called after every epoch with its metrics. A promise it returns is awaited before the next
+   *  epoch (unless the signal aborts first); if it throws or rejects, fit rejects with that error. */
+  onEpoch?: ((stats: EpochStats) => unknown) | undefined;
   /** Called after every step, in order (keep it cheap). On the pool the workers run many steps
    *  per round trip and report each as it completes, so when onStep runs, the model's weights may
    *  already include later steps, even part of one. If it throws, training stops after the step
    *  in progress and fit rejects with that error. A promise it returns is not waited for before
    *  the next step, but by the end of the epoch (unless the signal aborts first); if it rejects,
    *  the same happens. */
-  onStep?: ((progress: StepProgress) => void | Promise<void>) | undefined;
+  onStep?: ((progress: StepProgress) => unknown) | undefined;
   /** Write a checkpoint to this file after every epoch, every `checkpointEvery` steps, and when
    *  the fit is aborted (see checkpoint.ts). Written atomically. */
   checkpoint?: string | undefined;
   /** Also write the checkpoint every N steps. */
   checkpointEvery?: number | undefined;
   /** Called after each checkpoint is written (and renamed into place), with where it resumes:
-   *  1-based epoch and the steps of it already taken. Awaited when it returns a promise; if it
-   *  throws or rejects, fit rejects with that error. */
-  onCheckpoint?: ((info: { file: string; epoch: number; step: number; globalStep: number }) => void | Promise<void>) | undefined;
+   *  1-based epoch and the steps of it already taken. Awaited when it returns a promise (unless
+   *  the signal aborts first); if it throws or rejects, fit rejects with that error. */
+  onCheckpoint?: ((info: { file: string; epoch: number; step: number; globalStep: number }) => unknown) | undefined;
   /** Continue from a checkpoint (its file, or the object from loadCheckpoint). The model, data and
    *  options must be the ones it was written with; anything else is refused, saying what differs. */
   resume?: string | Checkpoint | undefined;
@@ -219,6 +220,12 @@ export class Trainer {
   private readonly id = `t${process.pid}.${nextTrainerId++}`;
   private contextCounter = 0;
   private busy = false;
+  /** Settles when every call made so far has finished: calls run one at a time, in the order
+   *  they were made (see `turn`). */
+  private tail: Promise<void> = Promise.resolve();
+  /** Aborts the running call; close() uses it. */
+  private current: AbortController | null = null;
+  private closing: Promise<void> | null = null;
   private closed = false;
   /** The optimizer state a keepOptimizer fit continues (its buffers are the scratch buffer
    *  'fit.optState'): null before the first fit (start fresh); the last fit's settings and step
@@ -282,12 +289,7 @@ export class Trainer {
   /** Trains the model in place and resolves with the per-epoch history. */
   async fit(data: Dataset, options: FitOptions = {}): Promise<History> {
     const opts = resolveFitOptions(options);
-    this.enter('fit');
-    try {
-      return await this.fitLoop(data, opts);
-    } finally {
-      this.leave('fit');
-    }
+    return this.turn('fit', opts.signal, (signal) => this.fitLoop(data, { ...opts, signal }));
   }
 
   /** Loss (and accuracy) of the model on a dataset, computed in parallel like training. */
@@ -295,15 +297,12 @@ export class Trainer {
     checkOptionKeys(options, ['signal', 'outputs'], 'evaluate options');
     const signal = signalOption(options.signal);
     if (options.outputs !== undefined && typeof options.outputs !== 'boolean') throw new OptionError('outputs', options.outputs, 'a boolean');
-    this.enter('read');
-    try {
+    return this.turn('read', signal, (sig) => {
       const model = this.model;
       checkDatasetFits(data, model.inputs, model.outputs, 'data', model.loss);
       const shared = this.shareData(data, 'data');
-      return await this.evaluateShared(shared, this.threadsFor(EVAL_CHUNK * 4), signal, options.outputs === true);
-    } finally {
-      this.leave('read');
-    }
+      return this.evaluateShared(shared, this.threadsFor(EVAL_CHUNK * 4), sig, options.outputs === true);
+    });
   }
 
   /**
@@ -314,6 +313,7 @@ export class Trainer {
    */
   predict(inputs: Float64Array, options?: PredictOptions): Promise<Float64Array>;
   predict(inputs: ArrayLike<ArrayLike<number>>, options?: PredictOptions): Promise<number[][]>;
+  predict(inputs: Float64Array | ArrayLike<ArrayLike<number>>, options?: PredictOptions): Promise<Float64Array | number[][]>;
   async predict(inputs: Float64Array | ArrayLike<ArrayLike<number>>, options: PredictOptions = {}): Promise<Float64Array | number[][]> {
     checkOptionKeys(options, ['signal'], 'predict options');
     const signal = signalOption(options.signal);
@@ -323,23 +323,30 @@ export class Trainer {
     const flat = inputs instanceof Float64Array;
     const X = flat ? inputs : inputMatrix(inputs, model.inputs);
     const n = flat ? checkInputArray(X, model.inputs) : X.length / model.inputs;
-    this.enter('read');
-    try {
+    return this.turn('read', signal, async (sig) => {
       const x = this.sharedInputs(X, n, 'data.x');
-      const { outputs } = await this.forwardPass(x, null, n, this.threadsFor(EVAL_CHUNK * 4), signal, true);
+      const { outputs } = await this.forwardPass(x, null, n, this.threadsFor(EVAL_CHUNK * 4), sig, true);
       return flat ? outputs! : outputRows(outputs!, model.outputs);
-    } finally {
-      this.leave('read');
-    }
+    });
   }
 
-  /** Ends every worker thread. The trainer cannot be used afterwards. Refused while a fit or an
-   *  evaluate runs (stop a fit with its `signal` first). */
-  async close(): Promise<void> {
-    if (this.busy) throw new StateError('close() while fit, evaluate or predict is running: abort the fit (its signal) and wait for it to settle first');
-    this.closed = true;
-    this.scratch.clear();
-    await this.destroyPool();
+  /**
+   * Ends every worker thread; the trainer cannot be used afterwards (calls reject with a
+   * StateError). A call still running is aborted (it rejects with an AbortError, "the Trainer was
+   * closed"; a fit with a checkpoint file writes it first, as on any abort), calls still waiting
+   * for their turn reject with a StateError, and close() resolves once all have settled and the
+   * threads are gone. Calling it again returns the same promise.
+   */
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.closed = true;
+      this.current?.abort(new DOMException('the Trainer was closed', 'AbortError'));
+      this.closing = this.tail.then(async () => {
+        this.scratch.clear();
+        await this.destroyPool();
+      });
+    }
+    return this.closing;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -367,13 +374,46 @@ export class Trainer {
 
   // -------------------------------------------------------------------------------------------
 
+  /**
+   * Runs `body` when every call made before this one has finished: one call at a time per
+   * trainer (they share its threads and scratch memory), in the order they were made, as
+   * piscina queues tasks. A call whose signal aborts while it waits rejects at once with the
+   * signal's reason. `body` gets a signal that also aborts when the trainer is closed.
+   */
+  private async turn<T>(use: 'fit' | 'read', signal: AbortSignal | undefined, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (this.closed) throw new StateError('this Trainer is closed');
+    signal?.throwIfAborted();
+    const before = this.tail;
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    // The next call waits for this one and for everything before it, also when this one gives
+    // up while it waits.
+    this.tail = before.then(() => mine);
+    try {
+      await settledOrAborted([before], signal);
+      signal?.throwIfAborted();
+      if (this.closed) throw new StateError('this Trainer was closed before the call started');
+      this.enter(use);
+      const ac = new AbortController();
+      this.current = ac;
+      try {
+        return await body(signal === undefined ? ac.signal : AbortSignal.any([signal, ac.signal]));
+      } finally {
+        this.current = null;
+        this.leave(use);
+      }
+    } finally {
+      done();
+    }
+  }
+
   /** Marks this trainer busy, and its model as trained ('fit') or read ('read'). Another
    *  trainer may read a model while nobody trains it; training needs it alone: two fits on one
    *  model interleave their updates (the weights then depend on timing), and a fit moves the
    *  weights under an evaluate or predict. */
   private enter(use: 'fit' | 'read'): void {
     if (this.closed) throw new StateError('this Trainer is closed');
-    if (this.busy) throw new StateError('this Trainer is already running fit, evaluate or predict; use one Trainer per concurrent job');
+    if (this.busy) throw new Error('internal: two calls of one Trainer at once'); // turn() queues them
     const readers = modelReaders.get(this.model) ?? 0;
     if (modelsTraining.has(this.model) || (use === 'fit' && readers > 0))
       throw new StateError(`this model is being ${modelsTraining.has(this.model) ? 'trained' : 'evaluated'} by another Trainer; give each concurrent job its own copy (model.clone())`);
@@ -396,6 +436,7 @@ export class Trainer {
 
   /** Inputs (n samples) where the workers can read them, normalised if the model says so. */
   private sharedInputs(x: Float64Array, n: number, key: string): Float64Array {
+    this.model.checkSettings();
     const norm = this.model.normalization;
     const s = this.shared(x, key, norm !== undefined);
     if (norm !== undefined) normalizeInPlace(s, n, this.model.inputs, norm);
@@ -748,7 +789,7 @@ export class Trainer {
       if (opts.checkpoint === undefined) return;
       await saveCheckpoint(opts.checkpoint, snapshot(epoch, step));
       mainHooks?.afterCheckpoint(globalStep);
-      await opts.onCheckpoint?.({ file: opts.checkpoint, epoch, step, globalStep });
+      if (opts.onCheckpoint !== undefined) await awaitCallback(opts.onCheckpoint({ file: opts.checkpoint, epoch, step, globalStep }), opts.signal);
     };
 
     await this.ensurePool(threads);
@@ -911,7 +952,7 @@ export class Trainer {
         lossSum = 0;
         correct = 0;
         await writeCheckpoint(epoch + 1, 0);
-        await opts.onEpoch?.(stats1);
+        if (opts.onEpoch !== undefined) await awaitCallback(opts.onEpoch(stats1), opts.signal);
         if (stop) break;
         await yieldToEventLoop();
       }
@@ -928,6 +969,17 @@ export class Trainer {
     else history.bestEpoch = history.epochs.length;
     return history;
   }
+}
+
+/** Waits for what a callback returned when it is a promise, unless the signal aborts first: a
+ *  callback that never settles must not hold the fit, nor close(), forever. Its rejection is
+ *  the fit's error; after an abort it is the abort's. */
+async function awaitCallback(result: unknown, signal: AbortSignal | undefined): Promise<void> {
+  if (!isThenable(result)) return;
+  const p = Promise.resolve(result);
+  await settledOrAborted([p], signal); // settledOrAborted handles a rejection, awaited or not
+  signal?.throwIfAborted();
+  await p;
 }
 
 /** Resolves when every promise has settled or the signal aborts, whichever comes first. */
@@ -1072,7 +1124,7 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
   for (const name of ['onEpoch', 'onStep', 'onCheckpoint'] as const)
     if (o[name] !== undefined && typeof o[name] !== 'function') throw new OptionError(name, o[name], 'a function');
   if (o.validation !== undefined && (typeof o.validation !== 'object' || o.validation === null))
-    throw new OptionError('validation', o.validation, `a Dataset (got ${describe(o.validation)})`);
+    throw new OptionError('validation', o.validation, 'a Dataset (makeDataset, or { size, inputDim, targetDim, x, y })');
   return {
     epochs: positiveInt('epochs', o.epochs ?? 10, MAX_EPOCHS),
     batchSize: positiveInt('batchSize', o.batchSize ?? 32, MAX_BATCH),

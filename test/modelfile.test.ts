@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ModelFormatError, computeNormalization, createModel, loadModel, modelToText, normalizeInPlace, parseModelText, saveModel } from '../src/index.js';
+import { DataError, ModelFormatError, OptionError, StateError, Trainer, computeNormalization, createModel, isBptrainError, loadDataset, loadModel, makeDataset, modelToText, normalizeInPlace, parseModelText, saveModel } from '../src/index.js';
 import { sameBits } from './helpers.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-model-'));
@@ -99,6 +99,57 @@ describe('model file', () => {
     model.views.W[0][1] = NaN;
     await expect(saveModel(model, file)).rejects.toThrow(ModelFormatError);
     expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+  it("checks a model's target, normalization and inputFields as its file's reader does: when set, and again when used or saved", async () => {
+    const model = createModel({ layers: [2, 4, 3], seed: 1 });
+    // When set: a normalisation of the wrong size, a target of the wrong width, fields for 3 inputs.
+    expect(() => (model.normalization = { mean: [0], std: [1] })).toThrow(OptionError);
+    expect(() => (model.normalization = { mean: [0, 0], std: [0, 1] })).toThrow(/model\.normalization is not valid: "normalization\.std" must be an array of 2 positive numbers/);
+    expect(() => (model.target = { kind: 'binary', outputs: 1 })).toThrow(/model\.target is not valid: "target\.outputs" is 1, but the last layer has 3 outputs/);
+    expect(() => (model.target = { kind: 'classes', outputs: 3, classes: ['a', 'b'] })).toThrow(OptionError);
+    expect(() => (model.inputFields = { features: ['a', 'b', 'c'] })).toThrow(OptionError);
+    expect(model.normalization).toBeUndefined();
+    // Changed in place after being set: refused where used, and never saved.
+    model.normalization = { mean: [0, 0], std: [1, 1] };
+    model.target = { kind: 'classes', outputs: 3, classes: ['a', 'b', 'c'] };
+    const file = path.join(dir, 'settings.json');
+    await saveModel(model, file);
+    const before = readFileSync(file, 'utf8');
+    expect((await loadModel(file)).normalization).toEqual({ mean: [0, 0], std: [1, 1] });
+    model.normalization.mean.pop();
+    expect(() => model.predict([[0.5, 0.5]])).toThrow(/model\.normalization is not valid/);
+    await expect(saveModel(model, file)).rejects.toThrow(OptionError);
+    const trainer = new Trainer(model, { threads: 1 });
+    await expect(trainer.fit(makeDataset([[0, 1], [1, 0]], [0, 1], { classes: 3 }))).rejects.toThrow(OptionError);
+    await trainer.close();
+    model.normalization = undefined;
+    model.target!.classes!.pop();
+    await expect(saveModel(model, file)).rejects.toThrow(/model\.target is not valid/);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+    model.target = undefined;
+    await saveModel(model, file);
+    expect((await loadModel(file)).target).toBeUndefined();
+    // computeNormalization refuses what it cannot standardise rather than returning NaN.
+    expect(() => computeNormalization(new Float64Array(3), 2, 2)).toThrow(/X has 3 numbers, fewer than n × n0 = 4/);
+    expect(() => computeNormalization(Float64Array.of(1, NaN), 1, 2)).toThrow(OptionError);
+  });
+  it("isBptrainError tells bptrain's own errors from others; a file that cannot be read carries the system's error as cause", async () => {
+    const missing = path.join(dir, 'missing.ndjson');
+    const errors = await Promise.all([
+      loadDataset(missing).catch((e: unknown) => e),
+      loadModel(missing).catch((e: unknown) => e),
+      saveModel({} as never, path.join(dir, 'x.json')).catch((e: unknown) => e),
+      new Trainer(createModel({ layers: [1, 1] }), { threads: 1 }).close().then(() => null),
+    ]);
+    expect(errors[0]).toBeInstanceOf(DataError);
+    expect((errors[0] as Error).cause).toMatchObject({ code: 'ENOENT' });
+    expect(errors[1]).toBeInstanceOf(ModelFormatError);
+    expect((errors[1] as Error).cause).toMatchObject({ code: 'ENOENT' });
+    expect(errors[2]).toBeInstanceOf(OptionError);
+    expect(errors[2]).toMatchObject({ option: 'model' });
+    for (const e of [...errors.slice(0, 3), new StateError('x')]) expect(isBptrainError(e)).toBe(true);
+    for (const e of [new TypeError('x'), new DOMException('x', 'AbortError'), Object.assign(new Error('x'), { code: 'ENOENT' }), { code: 'BPTRAIN_DATA' }, null])
+      expect(isBptrainError(e)).toBe(false);
   });
   const good = () => JSON.parse(JSON.stringify(createModel({ layers: [2, 3, 1], seed: 1 }).toJSON()));
   const bad: [string, (m: any) => unknown, RegExp][] = [

@@ -79,6 +79,18 @@ describe('options are validated before any work', () => {
     expect(() => makeDataset([[1, 2]], [0], { class: 2 } as never)).toThrow(/class is not one of the makeDataset options \(did you mean classes\?\)/);
     expect(() => makeDataset([[1, 2]], [0], { classes: ['a', 'b'] } as never)).toThrow(/classes must be the number of classes/);
   });
+  it('says which argument is wrong and what it received', async () => {
+    expect(() => makeDataset(5 as never, [1])).toThrow('x must be an array of input rows; received 5 (number)');
+    expect(() => makeDataset([[]], [1])).toThrow('x[0] must be a non-empty array of numbers; received [] (array)');
+    expect(() => makeDataset([[1, 2]], ['ab'] as never)).toThrow('y[0] must be a number, or a non-empty array of numbers; received "ab" (string)');
+    expect(() => makeDataset([[1, 2]], [[]])).toThrow(OptionError);
+    expect(() => makeDataset([[1, NaN]], [1])).toThrow('sample 0: x[1] is NaN (number), not a finite number');
+    const trainer = new Trainer(model, { threads: 1 });
+    await expect(trainer.fit(data, { signal: new AbortController() as never })).rejects.toThrow('signal must be an AbortSignal; received an AbortController (object)');
+    await expect(trainer.fit(data, { validation: 5 as never })).rejects.toThrow('validation must be a Dataset (makeDataset, or { size, inputDim, targetDim, x, y }); received 5 (number)');
+    await expect(trainer.fit(makeDataset([[1, 2, 3]], [1]))).rejects.toThrow('(class indices? makeDataset(x, y, { classes: 2 }) one-hot encodes them)');
+    await trainer.close();
+  });
   it('rejects a dataset that is not one, and NaN or infinite values with the sample that holds them', async () => {
     const trainer = new Trainer(model, { threads: 1 });
     const before = Float64Array.from(model.params);
@@ -92,6 +104,16 @@ describe('options are validated before any work', () => {
     base.x[7 * 3 + 2] = NaN;
     for (const bad of [byHand, base]) await expect(trainer.fit(bad, { shuffle: false })).rejects.toThrow(/data, sample 7: x\[2\] is NaN, not a finite number/);
     await expect(trainer.evaluate(byHand)).rejects.toThrow(DataError);
+    // Arrays are scanned on every call, never remembered as checked: a service may change them
+    // in place between calls (a NaN through relu gave a plausible loss once evaluate had seen them).
+    const reused = makeDataset([[0.5, 0.5, 0.5], [0, 1, 0], [1, 0, 1]], [0, 1, 1], { classes: 2 });
+    await trainer.evaluate(reused);
+    for (const v of [NaN, Infinity]) {
+      reused.x[1] = v;
+      await expect(trainer.evaluate(reused)).rejects.toThrow(`data, sample 0: x[1] is ${v}, not a finite number`);
+      await expect(trainer.fit(data, { validation: reused })).rejects.toThrow(`validation, sample 0: x[1] is ${v}`);
+    }
+    reused.x[1] = 0.5;
     const badY = { ...data, x: Float64Array.from(data.x), y: Float64Array.from(data.y) };
     badY.y[5 * 2 + 1] = Infinity;
     await expect(trainer.fit(data, { validation: badY })).rejects.toThrow(/validation, sample 5: y\[1\] is Infinity/);
@@ -160,13 +182,42 @@ describe('options are validated before any work', () => {
     await trainer.close();
     await expect(trainer.predict([[1, 2, 3]])).rejects.toBeInstanceOf(StateError);
   });
-  it('a closed trainer, or one already fitting, refuses with a StateError', async () => {
-    const trainer = new Trainer(model, { threads: 1 });
-    const first = trainer.fit(data, { epochs: 3 });
-    await expect(trainer.fit(data)).rejects.toMatchObject({ name: 'StateError', code: 'BPTRAIN_STATE' });
-    await first;
+  it('calls on one trainer wait their turn, in call order; a closed trainer refuses with a StateError', async () => {
+    for (const threads of [1, 2]) {
+      const mine = model.clone();
+      const trainer = new Trainer(mine, { threads });
+      const done: string[] = [];
+      const first = trainer.fit(data, { epochs: 3, onEpoch: () => void done.push('fit1 epoch') }).then(() => done.push('fit1'));
+      const second = trainer.fit(data, { epochs: 1 }).then(() => done.push('fit2'));
+      const third = trainer.evaluate(data).then((m) => (done.push('evaluate'), m));
+      const fourth = trainer.predict([[0.1, 0.2, 0.3]]).then(() => done.push('predict'));
+      const [, , metrics] = await Promise.all([first, second, third, fourth]);
+      expect(done).toEqual(['fit1 epoch', 'fit1 epoch', 'fit1 epoch', 'fit1', 'fit2', 'evaluate', 'predict']);
+      // The same as making the calls one after the other.
+      const ref = model.clone();
+      const t2 = new Trainer(ref, { threads });
+      await t2.fit(data, { epochs: 3 });
+      await t2.fit(data, { epochs: 1 });
+      expect((await t2.evaluate(data)).loss).toBe(metrics.loss);
+      expect(Array.from(mine.params)).toEqual(Array.from(ref.params));
+      await t2.close();
+      await trainer.close();
+      await expect(trainer.fit(data)).rejects.toMatchObject({ name: 'StateError', code: 'BPTRAIN_STATE' });
+      await expect(trainer.predict([[0.1, 0.2, 0.3]])).rejects.toBeInstanceOf(StateError);
+    }
+  });
+  it('a call whose signal aborts while it waits for its turn rejects at once, and the queue goes on', async () => {
+    const trainer = new Trainer(model.clone(), { threads: 1 });
+    const controller = new AbortController();
+    const first = trainer.fit(data, { epochs: 200 });
+    const waiting = trainer.evaluate(data, { signal: controller.signal });
+    const after = trainer.evaluate(data);
+    controller.abort();
+    await expect(waiting).rejects.toMatchObject({ name: 'AbortError' });
+    const order: string[] = [];
+    await Promise.all([first.then(() => order.push('fit')), after.then(() => order.push('after'))]);
+    expect(order).toEqual(['fit', 'after']); // `after` still waited for the fit
     await trainer.close();
-    await expect(trainer.fit(data)).rejects.toBeInstanceOf(StateError);
   });
   it('rejects data whose shape does not fit the network', async () => {
     const trainer = new Trainer(model, { threads: 1 });
@@ -235,14 +286,53 @@ describe('abort, events and history', () => {
       await trainer.close();
     }
   });
-  it('close() while a fit runs is refused, and works once the fit has settled', async () => {
-    const trainer = new Trainer(createModel({ layers: [8, 32, 4], seed: 2 }), { threads: 2 });
-    const controller = new AbortController();
-    const fit = trainer.fit(randomData(3, 400, 8, 4, 'cross-entropy'), { epochs: 1000, batchSize: 64, signal: controller.signal });
-    await expect(trainer.close()).rejects.toThrow(/close\(\) while fit, evaluate or predict is running/);
-    controller.abort();
-    await expect(fit).rejects.toMatchObject({ name: 'AbortError' });
+  it('close() while a fit runs aborts it, refuses the calls still waiting, and resolves once all have settled', async () => {
+    for (const threads of [1, 2]) {
+      const trainer = new Trainer(createModel({ layers: [8, 32, 4], seed: 2 }), { threads });
+      const data = randomData(3, 400, 8, 4, 'cross-entropy');
+      let epochs = 0;
+      const fit = trainer.fit(data, { epochs: 1000, batchSize: 64, onEpoch: () => void epochs++ });
+      const waiting = trainer.evaluate(data);
+      fit.catch(() => {});
+      waiting.catch(() => {});
+      while (epochs < 2) await new Promise((r) => setTimeout(r, 1));
+      const closing = trainer.close();
+      expect(trainer.close()).toBe(closing); // the same promise
+      await closing;
+      await expect(fit).rejects.toMatchObject({ name: 'AbortError', message: 'the Trainer was closed' });
+      await expect(waiting).rejects.toBeInstanceOf(StateError);
+      expect(epochs).toBeLessThan(1000);
+    }
+  });
+  it('close() is not held up by an onEpoch promise that never settles, nor is an abort', async () => {
+    const data = randomData(3, 100, 8, 4, 'cross-entropy');
+    const trainer = new Trainer(createModel({ layers: [8, 16, 4], seed: 2 }), { threads: 1 });
+    const fit = trainer.fit(data, { epochs: 5, onEpoch: () => new Promise(() => {}) });
+    fit.catch(() => {});
+    await new Promise((r) => setTimeout(r, 50));
     await trainer.close();
+    await expect(fit).rejects.toMatchObject({ name: 'AbortError' });
+    const t2 = new Trainer(createModel({ layers: [8, 16, 4], seed: 2 }), { threads: 1 });
+    const t0 = performance.now();
+    await expect(t2.fit(data, { epochs: 5, signal: AbortSignal.timeout(50), onEpoch: () => new Promise(() => {}) })).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(performance.now() - t0).toBeLessThan(5000);
+    await t2.close();
+  });
+  it('await using: a failure beside a running fit ends the fit and the threads, and the failure is what the caller sees', async () => {
+    const data = randomData(3, 400, 8, 4, 'cross-entropy');
+    let epochsAfter = 0;
+    let left = false;
+    const job = async () => {
+      await using trainer = new Trainer(createModel({ layers: [8, 32, 4], seed: 2 }), { threads: 2 });
+      await Promise.all([
+        trainer.fit(data, { epochs: 1000, batchSize: 64, onEpoch: () => void (left && epochsAfter++) }),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('sibling failed')), 30)),
+      ]);
+    };
+    await expect(job()).rejects.toThrow('sibling failed');
+    left = true;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(epochsAfter).toBe(0); // the fit ended with the scope
   });
   it('reports every epoch with loss, accuracy, validation metrics and samples/s', async () => {
     const model = createModel({ layers: [6, 10, 3], seed: 4 });
@@ -312,7 +402,6 @@ describe('abort, events and history', () => {
     await expect(tb.predict([[1, 2, 3, 4, 5, 6]])).rejects.toBeInstanceOf(StateError);
     await fit;
     const reads = [ta.evaluate(data), tb.evaluate(data)];
-    await expect(ta.fit(data)).rejects.toThrow(StateError); // ta is busy itself
     const tc = new Trainer(model, { threads: 1 });
     await expect(tc.fit(data)).rejects.toThrow(/this model is being evaluated by another Trainer/);
     const [ea, eb] = await Promise.all(reads);
