@@ -129,9 +129,11 @@ export interface Context {
   readonly sync: Int32Array;
   /** Evaluation outputs (N × nL), or null when not asked for. */
   readonly outputs: Float64Array | null;
+  /** Accuracy per sample by the largest output for sigmoid outputs too (countCorrect). */
+  readonly perSampleAccuracy: boolean;
 }
 
-export function makeContext(spec: NetSpec, buffers: SharedBuffers, layout: Layout = makeLayout(spec)): Context {
+export function makeContext(spec: NetSpec, buffers: SharedBuffers, layout: Layout = makeLayout(spec), perSampleAccuracy = false): Context {
   const params = new Float64Array(buffers.params, 0, layout.stride);
   const gradSum = new Float64Array(buffers.gradSum);
   return {
@@ -153,6 +155,7 @@ export function makeContext(spec: NetSpec, buffers: SharedBuffers, layout: Layou
     optState: new Float64Array(buffers.optState),
     sync: new Int32Array(buffers.sync),
     outputs: buffers.outputs !== undefined ? new Float64Array(buffers.outputs) : null,
+    perSampleAccuracy,
   };
 }
 
@@ -193,12 +196,12 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
     let r: { loss: number; correct: number };
     if (t.kind === 'grad') {
       if (sumInto === null) throw new Error('runChunks: a gradient needs sumInto');
-      r = chunkGradient(layout, ctx.P, sumInto, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, true);
+      r = chunkGradient(layout, ctx.P, sumInto, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, true, ctx.perSampleAccuracy);
     } else {
       const m = sizes[sizes.length - 1];
       const eval_ = t.kind === 'eval';
       gatherBlock(ctx.ws, ctx.X, eval_ ? ctx.Y : null, ctx.order, t.batchStart + begin, S, sizes[0], m);
-      if (eval_) r = evaluateBlock(layout, ctx.P, ctx.ws, S);
+      if (eval_) r = evaluateBlock(layout, ctx.P, ctx.ws, S, ctx.perSampleAccuracy);
       else {
         forwardBlock(layout, ctx.P, ctx.ws, S);
         r = NO_STATS;
@@ -312,7 +315,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       const end = Math.min(chunks, begin + ROUND_CHUNKS);
       const stamp = generation + 1; // the barrier that ends this δ pass
       for (let c = begin + claim(SYNC_NEXT_CHUNK, claims.chunks); c < end; c = begin + claim(SYNC_NEXT_CHUNK, claims.chunks)) {
-        const r = chunkDeltas(layout, ctx.P, block(ctx, c - begin), ctx.X, ctx.Y, ctx.order, start + c * CHUNK_SIZE, chunkSamples(size, c));
+        const r = chunkDeltas(layout, ctx.P, block(ctx, c - begin), ctx.X, ctx.Y, ctx.order, start + c * CHUNK_SIZE, chunkSamples(size, c), ctx.perSampleAccuracy);
         stats[c * STATS_PER_CHUNK] = r.loss;
         stats[c * STATS_PER_CHUNK + 1] = r.correct;
         testHooks?.afterChunk(task.step + i, f.index, c);

@@ -483,10 +483,11 @@ export function lossForwardBackward(
 }
 
 /** Number of correct predictions in a block: argmax match for softmax, a 0.5 threshold per output
- *  for sigmoid (so the count is over S·m values). Regression outputs have no accuracy: returns 0. */
-export function countCorrect(outAct: Act, A: Float64Array, Y: Float64Array, m: number, S: number): number {
+ *  for sigmoid (so the count is over S·m values), or with `perSample` an argmax match for sigmoid
+ *  too (class labels: one class per sample). Regression outputs have no accuracy: returns 0. */
+export function countCorrect(outAct: Act, A: Float64Array, Y: Float64Array, m: number, S: number, perSample = false): number {
   let correct = 0;
-  if (outAct === Act.Softmax) {
+  if (outAct === Act.Softmax || (perSample && outAct === Act.Sigmoid)) {
     for (let s = 0; s < S; s++) {
       let best = s, bestY = s;
       for (let o = 1, j = s + S; o < m; o++, j += S) {

@@ -89,6 +89,8 @@ export interface WorkerTask {
   readonly contextId: string;
   readonly spec: NetSpec;
   readonly buffers: SharedBuffers;
+  /** Count accuracy per sample for sigmoid outputs (a model of class labels); see countCorrect. */
+  readonly perSampleAccuracy?: boolean;
   /** Offset of the minibatch in `order` ('eval'), the batch size, and the fixed chunk size. */
   readonly batchStart: number;
   readonly batchSize: number;

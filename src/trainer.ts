@@ -493,7 +493,7 @@ export class Trainer {
       return;
     }
     await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
-      kind, contextId, spec: this.model.layout.spec, buffers, batchStart, batchSize, chunkSize, step: -1,
+      kind, contextId, spec: this.model.layout.spec, perSampleAccuracy: perSampleAccuracy(this.model), buffers, batchStart, batchSize, chunkSize, step: -1,
       chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
     })));
   }
@@ -519,7 +519,7 @@ export class Trainer {
     const optimizer = opts.clipNorm === undefined ? opts.optimizer : null;
     const t = run.threads;
     const tasks = Array.from({ length: t }, (_, w): WorkerTask => ({
-      kind: 'grad', contextId: run.contextId, spec: this.model.layout.spec, buffers: run.buffers,
+      kind: 'grad', contextId: run.contextId, spec: this.model.layout.spec, perSampleAccuracy: perSampleAccuracy(this.model), buffers: run.buffers,
       batchStart: 0, batchSize: run.batchSize, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: 0, step: globalStep,
       steps: { workers: t, index: w, first, count, samples: run.samples, optimizer, t: state.step + 1, timeoutMs: BARRIER_TIMEOUT_MS },
     }));
@@ -658,7 +658,7 @@ export class Trainer {
       ...(withOutputs ? { outputs: this.sharedScratch('pass.outputs', n * model.outputs, false).buffer as SharedArrayBuffer } : {}),
     };
     await this.ensurePool(threads);
-    const ctx = makeContext(layout.spec, buffers, layout);
+    const ctx = makeContext(layout.spec, buffers, layout, perSampleAccuracy(model));
     const contextId = `${this.id}.e${this.contextCounter++}`;
     const kind = y !== null ? 'eval' : 'predict';
     // The set is run in rounds of a few chunks per thread, so the event loop breathes between
@@ -737,7 +737,7 @@ export class Trainer {
       y: train.y.buffer as SharedArrayBuffer,
       order: order.buffer as SharedArrayBuffer,
     };
-    const ctx = makeContext(layout.spec, buffers, layout);
+    const ctx = makeContext(layout.spec, buffers, layout, perSampleAccuracy(model));
     const contextId = `${this.id}.f${this.contextCounter++}`;
     const steps = Math.ceil(N / B);
     const units = accuracyUnits(model);
@@ -1056,10 +1056,19 @@ const EVAL_CHUNK = 64;
 /** Arithmetic per thread per step below which another thread does not pay (see threadsFor). */
 const MIN_FLOPS_PER_THREAD = 2e6;
 
-/** Values the accuracy is counted over per sample: 1 for softmax, m for sigmoid, 0 otherwise. */
+/** Values the accuracy is counted over per sample: 1 for softmax, m for sigmoid, 0 otherwise;
+ *  1 for sigmoid outputs of class labels (perSampleAccuracy). */
 function accuracyUnits(model: Model): number {
   const out = model.layout.act[model.layout.depth - 1];
-  return out === Act.Softmax ? 1 : out === Act.Sigmoid ? model.outputs : 0;
+  return out === Act.Softmax || perSampleAccuracy(model) ? 1 : out === Act.Sigmoid ? model.outputs : 0;
+}
+
+/** A model whose outputs stand for one class label per sample (target kind 'classes', as
+ *  `bptrain train` writes for labels) is right on a sample when its largest output is the
+ *  label's, with sigmoid outputs too, as `bptrain evaluate` counts it: per output, 9 of 10
+ *  one-hot outputs are right for a model that always answers 0. */
+function perSampleAccuracy(model: Model): boolean {
+  return model.target?.kind === 'classes' && model.layout.act[model.layout.depth - 1] === Act.Sigmoid;
 }
 
 function yieldToEventLoop(): Promise<void> {

@@ -236,6 +236,20 @@ describe('regression on whole-number targets, and fields that must match the mod
       expect(m.target.kind).toBe('regression');
     }
   });
+  it('labels on sigmoid outputs: train counts accuracy per sample, as evaluate does (not per output)', () => {
+    // 4 classes, nearly inseparable: per output, a model answering 0 everywhere would score 75%.
+    const labels = path.join(dir, 'labels4.ndjson');
+    writeFileSync(labels, Array.from({ length: 80 }, (_, i) => JSON.stringify({ x: [((i * 37) % 11) / 11, ((i * 53) % 13) / 13], y: ['w', 'x', 'y', 'z'][(i * 7) % 4] })).join('\n') + '\n');
+    const model = outFile('labels4-model.json');
+    const metrics = path.join(dir, 'labels4-metrics.ndjson');
+    const r = bptrain(['train', '--data', labels, '--validation', labels, '--hidden-layers', '6', '--output', 'sigmoid', '--epochs', '3', '--quiet', '--out', model, '--metrics', metrics]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(readFileSync(model, 'utf8')).target.kind).toBe('classes');
+    const last = JSON.parse(readFileSync(metrics, 'utf8').trim().split('\n').at(-1)!);
+    const e = JSON.parse(bptrain(['evaluate', '--model', model, '--data', labels, '--json']).stdout);
+    expect(last.val_accuracy).toBe(e.accuracy);
+    expect(e.accuracy).toBeLessThan(0.6);
+  });
   it('predict and evaluate refuse --features other than the model was trained on (order included)', () => {
     const iris = path.join(dir, 'rec.ndjson');
     writeFileSync(iris, Array.from({ length: 40 }, (_, i) => JSON.stringify({ a: i % 5, b: i % 3, c: i / 40, kind: i % 2 ? 'odd' : 'even' })).join('\n') + '\n');
