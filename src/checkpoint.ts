@@ -43,6 +43,9 @@ export interface RunSettings {
   /** A digest of the model's input normalisation (mean and std), or null without one: a run
    *  resumed without the normalisation would feed the weights raw inputs. (Absent: not compared.) */
   normalization?: string | null;
+  /** A digest of the validation data, or null without it: with another validation set the
+   *  validation losses, and so early stopping's choice, would mix two sets. (Absent: not compared.) */
+  validationData?: string | null;
 }
 
 export interface Checkpoint {
@@ -165,8 +168,11 @@ export function compareCheckpoint(c: Checkpoint, spec: NetSpec, settings: RunSet
       const ao = a.optimizer as Record<string, unknown>, bo = b.optimizer as Record<string, unknown>;
       for (const ok of new Set([...Object.keys(ao ?? {}), ...Object.keys(bo)]))
         if (!same(ao?.[ok], bo[ok])) diffs.push(`${ok === 'kind' ? 'optimizer' : ok}: checkpoint ${JSON.stringify(ao?.[ok])}, now ${JSON.stringify(bo[ok])}`);
-    } else if ((k === 'normalization' || k === 'clipNorm') && !(k in a)) {
+    } else if ((k === 'normalization' || k === 'clipNorm' || k === 'validationData') && !(k in a)) {
       // A checkpoint from before these were recorded: not known, so not compared.
+    } else if (k === 'validationData') {
+      // Whether there is validation data at all is the `validation` setting's to say.
+      if (a[k] !== null && b[k] !== null && a[k] !== b[k]) diffs.push('validation data: not the data the checkpoint was validated on (its hash differs)');
     } else if (k === 'normalization') {
       const was = a[k] ?? null, now = b[k] ?? null;
       const say = (v: unknown): string => (v === null ? 'none' : 'standardised inputs (mean/std from the training data)');

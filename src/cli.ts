@@ -8,10 +8,11 @@ import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isProgram, removeTempFiles } from './fsutil.js';
-import { Interrupted, UsageError, evaluateCommand, initCommand, predictCommand, trainCommand, type Io } from './commands.js';
+import { Interrupted, STOP_SIGNALS, UsageError, evaluateCommand, initCommand, predictCommand, trainCommand, type Io, type StopSignal } from './commands.js';
 import { HIDDEN_ACTIVATIONS, LOSSES, MAX_LAYER_SIZE, OUTPUT_ACTIVATIONS } from './layout.js';
 import { MAX_BATCH, MAX_EPOCHS, MAX_THREADS } from './trainer.js';
 import type { InputFields } from './model.js';
+import { closestName } from './errors.js';
 
 export { Interrupted, UsageError };
 
@@ -145,7 +146,7 @@ export function buildParser(argv: string[], io: Io): Argv {
       dataOptions(y)
         .option('data', { describe: 'Training data (.ndjson, .ndjson.gz, or - for stdin)', demandOption: true, requiresArg: true })
         .option('layers', { describe: 'All layer sizes, input first, e.g. 784,128,64,10', requiresArg: true })
-        .option('hidden-layers', { describe: 'Hidden layer sizes only, e.g. 128,64 (input and output sizes from the data)', requiresArg: true })
+        .option('hidden-layers', { describe: "Hidden layer sizes only, e.g. 128,64 (input and output sizes from the data); 'none' for no hidden layer", requiresArg: true })
         .option('hidden', { describe: `Hidden activation: ${HIDDEN_ACTIVATIONS.join(', ')}`, default: 'relu', requiresArg: true })
         .option('output', { describe: `Output activation: ${OUTPUT_ACTIVATIONS.join(', ')}`, defaultDescription: 'softmax for classes, sigmoid for 0/1, linear for numbers', requiresArg: true })
         .option('loss', { describe: `Loss: ${LOSSES.join(', ')}`, defaultDescription: 'from the output', requiresArg: true })
@@ -175,7 +176,10 @@ export function buildParser(argv: string[], io: Io): Argv {
         .example('$0 train --data iris.ndjson --features sepal_length,sepal_width --label species --hidden-layers 16 --optimizer adam --validation-split 0.2 --normalize standard', 'record form, string labels'),
       run((raw) => {
         const layers = layerList(raw);
-        const hiddenLayers = raw['hidden-layers'] === '' ? [] : intList(raw, 'hidden-layers');
+        // No hidden layer (logistic or linear regression) is asked for by name: an empty value is
+        // more often an unset shell variable ("$HIDDEN") than a wish.
+        if (raw['hidden-layers'] === '') throw new UsageError("--hidden-layers must not be empty; for no hidden layer, say --hidden-layers none");
+        const hiddenLayers = raw['hidden-layers'] === 'none' ? [] : intList(raw, 'hidden-layers');
         const init = str(raw, 'init');
         if (layers !== undefined && hiddenLayers !== undefined) throw new UsageError('give --layers or --hidden-layers, not both');
         if (init !== undefined && (layers !== undefined || hiddenLayers !== undefined)) throw new UsageError('--init takes the layers from the model file; drop --layers/--hidden-layers');
@@ -247,9 +251,33 @@ export function buildParser(argv: string[], io: Io): Argv {
     .help()
     .alias('h', 'help')
     .wrap(Math.min(110, process.stdout.columns ?? 100))
-    .fail((msg, err) => {
-      throw err ?? new UsageError(msg);
+    .fail((msg, err, y) => {
+      // The third argument is yargs' usage object: its descriptions are keyed by the options of the command.
+      throw err ?? new UsageError(explainUnknown(msg, argv, Object.keys((y as unknown as { getDescriptions(): Record<string, unknown> }).getDescriptions())) ?? msg);
     });
+}
+
+const COMMANDS = ['init', 'train', 'predict', 'evaluate', 'bench'];
+
+/** yargs' "Unknown arguments: model, data, predcit" (a misspelt command) and "Unknown arguments:
+ *  hiden-layers, hidenLayers" (one misspelt option, twice) as one clear sentence with the
+ *  likely meaning, as git and npm do. Null when `msg` is another error. */
+function explainUnknown(msg: string, argv: string[], known: string[]): string | null {
+  const m = /^Unknown arguments?: (.*)$/.exec(msg);
+  if (m === null) return null;
+  const command = argv.find((a) => !a.startsWith('-'));
+  if (command !== undefined && !COMMANDS.includes(command)) {
+    const near = closestName(command, COMMANDS);
+    return `unknown command '${command}'${near !== undefined ? ` (did you mean ${near}?)` : ''}; the commands are ${COMMANDS.join(', ')}`;
+  }
+  const names = m[1].split(', ');
+  const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  const unknown = names.filter((n) => !(/[A-Z]/.test(n) && names.includes(kebab(n)))); // yargs lists a camelCase copy
+  const options = known.filter((k) => !/[A-Z]/.test(k) && k.length > 1);
+  return unknown.map((n) => {
+    const near = closestName(n, options);
+    return `unknown option --${n}${near !== undefined ? ` (did you mean --${near}?)` : ''}`;
+  }).join('; ');
 }
 
 /** A command that already reported its failure and wants this exit code. */
@@ -265,53 +293,99 @@ async function runBench(args: string[]): Promise<number> {
   return bench.runBenchmarks(args, 'bptrain bench');
 }
 
-/** Runs the CLI; resolves with the exit code. SIGINT/SIGTERM stop any command: training after the
- *  step in progress (the checkpoint, when asked for, is written first), reading and predicting at
- *  the next line; exit codes 130/143, and no output file is left half-written. A second signal
- *  while the first is being honoured ends the process at once (a step of a large network can
- *  take seconds). */
+/** The signal that stopped the last `main` run, for the program to end by (see below); null when
+ *  none did. */
+let stoppedBy: StopSignal | null = null;
+
+/** Runs the CLI; resolves with the exit code. SIGINT/SIGTERM/SIGHUP stop any command: training
+ *  after the step in progress (the checkpoint, when asked for, is written first), reading and
+ *  predicting at the next line; exit codes 130/143/129, and no output file is left half-written.
+ *  A second signal while the first is being honoured ends the process at once (a step of a large
+ *  network can take seconds, and a FIFO nobody opens can block for ever). */
 export async function main(argv: string[], io: Io): Promise<number> {
+  stoppedBy = null;
   // `bptrain bench …` goes straight to the benchmarks, whose options (and --help) are their own;
   // they have nothing to save half-way, so Node's default signal handling ends them at once.
   if (argv[0] === 'bench') return runBench(argv.slice(1));
   const controller = new AbortController();
-  const onSignal = (name: 'SIGINT' | 'SIGTERM') => () => {
-    if (controller.signal.aborted) {
-      io.stderr.write(`bptrain: ${name} again: stopping at once (files being replaced keep their old content)\n`);
-      removeTempFiles();
-      process.exit(name === 'SIGINT' ? 130 : 143);
-    }
-    io.stderr.write(`bptrain: ${name}: stopping (${name === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again to stop at once)\n`);
-    controller.abort(new Interrupted(name));
+  const handlers = new Map<StopSignal, () => void>();
+  const unhook = (): void => {
+    for (const [name, h] of handlers) process.off(name, h);
   };
-  const onInt = onSignal('SIGINT'), onTerm = onSignal('SIGTERM');
-  process.on('SIGINT', onInt);
-  process.on('SIGTERM', onTerm);
+  for (const name of Object.keys(STOP_SIGNALS) as StopSignal[]) {
+    const h = (): void => {
+      if (controller.signal.aborted) {
+        io.stderr.write(`${progressBreak(io)}bptrain: ${name} again: stopping at once (files being replaced keep their old content)\n`);
+        removeTempFiles();
+        // Killed by the signal itself, not process.exit: exit waits for the threads, and one
+        // blocked opening a FIFO that nobody opens would hold the process for ever.
+        unhook();
+        process.kill(process.pid, name);
+        return;
+      }
+      io.stderr.write(`${progressBreak(io)}bptrain: ${name}: stopping (${name === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again to stop at once)\n`);
+      controller.abort(new Interrupted(name));
+    };
+    handlers.set(name, h);
+    process.on(name, h);
+  }
   try {
     await buildParser(argv, { ...io, signal: controller.signal }).parseAsync();
+    const late = controller.signal.reason;
+    if (late instanceof Interrupted) {
+      // The signal came as the command was finishing: its work is done and written, but the
+      // caller asked to stop (a shell loop must not go on to its next command).
+      io.stderr.write(`bptrain: ${late.message} as it finished; its output is complete\n`);
+      stoppedBy = late.signalName;
+      return late.exitCode;
+    }
     return 0;
   } catch (err) {
     if (err instanceof RuntimeExit) return err.code;
     if (err instanceof Interrupted) {
       io.stderr.write(`bptrain: ${err.message}; ${err.outcome}\n`);
+      stoppedBy = err.signalName;
       return err.exitCode;
     }
     const usage = err instanceof UsageError || (err as Error)?.name === 'YError';
     const message = (err as Error)?.message ?? String(err);
     io.stderr.write(`bptrain: ${message}\n`);
-    if (usage) io.stderr.write(`Run 'bptrain ${argv.find((a) => !a.startsWith('-')) ?? ''} --help' for the options and examples.\n`.replace('  ', ' '));
+    const command = argv.find((a) => !a.startsWith('-'));
+    if (usage) io.stderr.write(`Run 'bptrain ${command !== undefined && COMMANDS.includes(command) ? command : ''} --help' for the options and examples.\n`.replace('  ', ' '));
     if (process.env.BPTRAIN_DEBUG === '1' && err instanceof Error && err.stack) io.stderr.write(err.stack + '\n');
     return usage ? 2 : 1;
   } finally {
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onTerm);
+    unhook();
   }
+}
+
+/** A line break first when a progress line is being redrawn on the terminal, so that a message
+ *  does not run on from it. */
+function progressBreak(io: Io): string {
+  return (io.stderr as NodeJS.WriteStream).isTTY === true ? '\n' : '';
 }
 
 // Run only as the program (`bptrain`, or `node dist/src/cli.js`), not when imported.
 if (isProgram(import.meta.url)) {
   const io: Io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin };
+  // A reader that goes away (`bptrain train … 2>&1 | head -1`) must not crash a run with an
+  // unhandled 'error' event: progress and summaries are dropped and the work goes on to its files
+  // (predict, whose output is the work, stops by itself). Another write error (a full disk
+  // behind `> file`) is said once and makes the exit status 1.
+  let outputFailed = false;
+  for (const [stream, name] of [[process.stdout, 'stdout'], [process.stderr, 'stderr']] as const) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE' || outputFailed) return;
+      outputFailed = true;
+      process.exitCode = 1; // also when it comes after the command has returned
+      if (name === 'stdout') process.stderr.write(`bptrain: cannot write to stdout: ${e.message}\n`);
+    });
+  }
   main(hideBin(process.argv), io).then((code) => {
-    process.exitCode = code;
+    // Stopped by a signal: end by that same signal once everything is cleaned up, as gzip and
+    // curl do, so that a shell running a loop of commands stops too (for an exit status of 130
+    // it assumes the command handled Ctrl-C itself, and goes on).
+    if (stoppedBy !== null) process.kill(process.pid, stoppedBy);
+    else process.exitCode = code === 0 && outputFailed ? 1 : code;
   });
 }

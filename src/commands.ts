@@ -25,18 +25,22 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-/** The reason an interrupted command was aborted with (cli.ts wires SIGINT/SIGTERM to it).
+/** The signals that stop a command (cli.ts), and the exit status a shell reports for each. */
+export const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+export type StopSignal = keyof typeof STOP_SIGNALS;
+
+/** The reason an interrupted command was aborted with (cli.ts wires the STOP_SIGNALS to it).
  *  `outcome` says what the interruption left behind, for the message. */
 export class Interrupted extends Error {
   outcome = 'nothing was written';
   /** When the signal came (Date.now()): a file written since was written in answer to it. */
   readonly at = Date.now();
-  constructor(readonly signalName: 'SIGINT' | 'SIGTERM') {
+  constructor(readonly signalName: StopSignal) {
     super(`interrupted by ${signalName}`);
     this.name = 'AbortError';
   }
   get exitCode(): number {
-    return this.signalName === 'SIGINT' ? 130 : 143;
+    return STOP_SIGNALS[this.signalName];
   }
 }
 
@@ -224,8 +228,7 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   }
   if (a.normalize === 'standard') model.normalization = computeNormalization(train.x, train.size, train.inputDim);
 
-  // A resumed run appends to the metrics of the run it continues.
-  if (a.metrics !== undefined && a.resume === undefined) await fsp.writeFile(a.metrics, '');
+  const metrics = a.metrics !== undefined ? new MetricsLog(a.metrics, a.resume !== undefined) : null;
   const trainer = new Trainer(model, { threads: a.threads });
   const used = trainer.threadsFor(Math.min(a.batch, train.size));
   const cores = os.availableParallelism();
@@ -241,10 +244,7 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     onCheckpoint: () => void (lastCheckpoint = Date.now()),
     onEpoch: async (e) => {
       progress.epoch(e, a.epochs);
-      if (a.metrics !== undefined) {
-        // One whole line per epoch, appended as it ends, so the file can be followed live.
-        await fsp.appendFile(a.metrics, JSON.stringify(metricsRecord(e)) + '\n');
-      }
+      await metrics?.write(JSON.stringify(metricsRecord(e)) + '\n');
     },
   };
   const t0 = performance.now();
@@ -259,6 +259,7 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   } finally {
     progress.done();
     await trainer.close();
+    await metrics?.close();
   }
   const seconds = (performance.now() - t0) / 1000;
   if (a.out !== undefined) await saveModel(model, a.out);
@@ -303,6 +304,29 @@ function interruptedTraining(err: Interrupted, a: TrainArgs, wroteAfterSignal: b
   if (ckpt !== undefined && wroteAfterSignal) return `${out}; the checkpoint ${ckpt} is up to date: the same command with --resume ${ckpt} continues`;
   if (a.resume !== undefined) return `${out}; the checkpoint ${a.resume} is as it was: the same command with --resume ${a.resume} continues from there`;
   return out;
+}
+
+/**
+ * --metrics: one whole line per epoch, written as it ends, so the file can be followed live. The
+ * file is opened when the first epoch ends, so a run that fails its checks (or its first epoch)
+ * leaves an existing file as it was; a fresh run then starts a regular file afresh, a resumed run
+ * appends to the metrics of the run it continues, and a device, FIFO or /dev path
+ * (`/dev/stdout`) is appended to, never truncated. One handle for the whole run: reopening a
+ * FIFO per epoch would end its reader's input at the first close.
+ */
+class MetricsLog {
+  private handle: fsp.FileHandle | null = null;
+  constructor(private readonly file: string, private readonly append: boolean) {}
+
+  async write(line: string): Promise<void> {
+    this.handle ??= await fsp.open(this.file, this.append || !writeTarget(this.file).atomic ? 'a' : 'w');
+    await this.handle.write(line);
+  }
+
+  async close(): Promise<void> {
+    await this.handle?.close();
+    this.handle = null;
+  }
 }
 
 function metricsRecord(e: EpochStats): Record<string, number | null> {
@@ -386,7 +410,12 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
     const n = out.length / m;
     let text = '';
     for (let i = 0; i < n; i++) text += JSON.stringify(predictionRecord(model.target, out.subarray(i * m, (i + 1) * m))) + '\n';
-    if (!sink.write(text)) await once(sink, 'drain');
+    // A reader that stops reading must not keep a signal from ending the command.
+    if (!sink.write(text)) {
+      await once(sink, 'drain', io.signal !== undefined ? { signal: io.signal } : {}).catch((e: unknown) => {
+        throw io.signal?.aborted ? io.signal.reason : e;
+      });
+    }
     written += n;
   };
   // The block just filled goes to the threads once the one before it is written, in order.
@@ -598,6 +627,9 @@ class Tally {
   }
 }
 
+/** Beyond this many classes the evaluation table leaves the confusion matrix out. */
+const MAX_PRINTED_CLASSES = 30;
+
 function formatEvaluation(r: Record<string, unknown>, kind: string): string {
   const lines = [`samples   ${r.samples}`, `loss      ${(r.loss as number).toFixed(6)}`];
   if (kind === 'regression') {
@@ -608,13 +640,18 @@ function formatEvaluation(r: Record<string, unknown>, kind: string): string {
   const classes = (r.classes as (string | number)[]).map(String);
   const precision = r.precision as (number | null)[], recall = r.recall as (number | null)[];
   const confusion = r.confusion as number[][];
-  const w = Math.max(5, ...classes.map((c) => c.length));
+  const longest = (xs: readonly string[], least: number): number => xs.reduce((m, x) => Math.max(m, x.length), least); // no spread: thousands of classes
+  const w = longest(classes, 5);
   const cell = (s: string, width = 9) => s.padStart(width);
   const pcts = (v: number | null) => (v === null ? '-' : `${(100 * v).toFixed(1)}%`);
   lines.push(`${'class'.padEnd(w)} ${cell('precision', 10)} ${cell('recall')}`);
   classes.forEach((c, i) => lines.push(`${c.padEnd(w)} ${cell(pcts(precision[i]), 10)} ${cell(pcts(recall[i]))}`));
+  if (classes.length > MAX_PRINTED_CLASSES) {
+    lines.push('', `confusion matrix: ${classes.length} classes, too wide to print (--json has it)`);
+    return lines.join('\n');
+  }
   lines.push('', `confusion matrix (rows: true class, columns: predicted)`);
-  const cw = Math.max(6, ...classes.map((c) => c.length + 1), ...confusion.flat().map((v) => String(v).length + 1));
+  const cw = Math.max(longest(classes, 5), longest(confusion.flat().map(String), 5)) + 1;
   lines.push(`${''.padEnd(w)} ${classes.map((c) => c.padStart(cw)).join('')}`);
   classes.forEach((c, i) => lines.push(`${c.padEnd(w)} ${confusion[i].map((v) => String(v).padStart(cw)).join('')}`));
   return lines.join('\n');

@@ -35,7 +35,7 @@ export function signalOption(signal: unknown): AbortSignal | undefined {
 
 /** The known name closest to `name`: the same letters ignoring case, '_' and '-', or at most
  *  two edits away (and closer than any other). */
-function closestName(name: string, known: readonly string[]): string | undefined {
+export function closestName(name: string, known: readonly string[]): string | undefined {
   const bare = (s: string): string => s.toLowerCase().replace(/[_-]/g, '');
   const exact = known.find((k) => bare(k) === bare(name));
   if (exact !== undefined) return exact;

@@ -17,7 +17,7 @@
 // the iteration, and leaving the loop destroys the streams.
 
 import { createReadStream } from 'node:fs';
-import { StringDecoder } from 'node:string_decoder';
+import { isUtf8 } from 'node:buffer';
 import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { DataError, OptionError, checkOptionKeys, signalOption } from './errors.js';
@@ -133,10 +133,11 @@ async function* physicalLines(file: string, name: string, signal?: AbortSignal):
   // A late 'error' after we stopped listening must not become an uncaught exception.
   for (const s of owned) s.on('error', noop);
 
-  const decoder = new StringDecoder('utf8');
-  // Pieces of the current, unfinished line. Kept as a list and joined once the '\n' arrives, so a
-  // line spanning many chunks costs linear time.
-  let carry: string[] = [];
+  // Bytes of the current, unfinished line. Kept as a list and joined once the '\n' arrives, so a
+  // line spanning many chunks costs linear time. Lines are split on the byte 0x0A, which never
+  // occurs inside a multi-byte UTF-8 character, and decoded one by one, so that invalid UTF-8 is
+  // reported at its line.
+  let carry: Buffer[] = [];
   let line = 0;
   // Plain-named input that starts with the gzip magic bytes is a likely mistake: say so.
   let head: Buffer | undefined = gz ? undefined : Buffer.alloc(0);
@@ -158,26 +159,25 @@ async function* physicalLines(file: string, name: string, signal?: AbortSignal):
           head = undefined;
         }
       }
-      const text = decoder.write(buf);
       let start = 0;
       let nl: number;
-      while ((nl = text.indexOf('\n', start)) !== -1) {
-        let piece = text.slice(start, nl);
+      while ((nl = buf.indexOf(0x0a, start)) !== -1) {
+        let bytes = buf.subarray(start, nl);
         if (carry.length > 0) {
-          piece = carry.join('') + piece;
+          carry.push(bytes);
+          bytes = Buffer.concat(carry);
           carry = [];
         }
         line++;
-        yield { text: clean(piece, line), line };
+        yield { text: clean(decodeLine(bytes, name, line), line), line };
         start = nl + 1;
       }
-      if (start < text.length) carry.push(text.slice(start));
+      if (start < buf.length) carry.push(buf.subarray(start));
     }
-    const rest = carry.join('') + decoder.end();
     // A last line without '\n' is still a line (a truncated one fails JSON.parse at its number).
-    if (rest !== '') {
+    if (carry.length > 0) {
       line++;
-      yield { text: clean(rest, line), line };
+      yield { text: clean(decodeLine(Buffer.concat(carry), name, line), line), line };
     }
   } catch (e) {
     if (signal?.aborted) throw signal.reason;
@@ -187,6 +187,14 @@ async function* physicalLines(file: string, name: string, signal?: AbortSignal):
     // Destroy and wait for 'close', so the file descriptor is released before the caller goes on.
     await Promise.all(owned.map(destroyAndWait));
   }
+}
+
+/** A line's text. Invalid UTF-8 (a Latin-1 file, say) is an error at its line: decoded as U+FFFD
+ *  it would quietly merge labels such as "café" and "cafè" into one class. */
+function decodeLine(bytes: Buffer, name: string, line: number): string {
+  const text = bytes.toString('utf8');
+  if (text.includes('\uFFFD') && !isUtf8(bytes)) throw new DataError('not valid UTF-8 (save the file as UTF-8)', name, line);
+  return text;
 }
 
 function clean(text: string, line: number): string {

@@ -696,7 +696,9 @@ export class Trainer {
       normalization: model.normalization === undefined ? null
         : createHash('sha256').update(JSON.stringify(model.normalization)).digest('hex').slice(0, 16),
     };
-    const dataHash = opts.checkpoint !== undefined || opts.resume !== undefined ? hashDataset(data) : '';
+    const checkpointing = opts.checkpoint !== undefined || opts.resume !== undefined;
+    const dataHash = checkpointing ? hashDataset(data) : '';
+    settings.validationData = checkpointing && opts.validation !== undefined ? hashDataset(opts.validation) : null;
     const resume = opts.resume === undefined ? undefined
       : typeof opts.resume === 'string' ? await loadCheckpoint(opts.resume) : checkCheckpoint(opts.resume);
     if (resume !== undefined) {

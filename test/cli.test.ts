@@ -119,7 +119,11 @@ describe('usage errors: exit 2, the flag and the raw value quoted', () => {
     [['train', '--data', 'data/tutorial-train.ndjson'], /say what network to train/],
     [[...base, '--optimizer', 'adam', '--momentum', '0.9'], /--momentum applies to --optimizer sgd only/],
     [[...base, '--validation-split', '1.5'], /--validation-split must be < 1; received "1.5"/],
-    [[...base, '--bogus'], /Unknown argument: bogus/],
+    [[...base, '--bogus'], /unknown option --bogus\n/],
+    [['train', '--data', 'data/tutorial-train.ndjson', '--hiden-layers', '8'], /unknown option --hiden-layers \(did you mean --hidden-layers\?\)\nRun 'bptrain train --help'/],
+    [[...base, '--epoch', '3', '--lrr', '1'], /unknown option --epoch \(did you mean --epochs\?\); unknown option --lrr \(did you mean --lr\?\)/],
+    [['predcit', '--model', 'm.json', '--data', 'x'], /unknown command 'predcit' \(did you mean predict\?\); the commands are init, train, predict, evaluate, bench\nRun 'bptrain --help'/],
+    [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers='], /--hidden-layers must not be empty; for no hidden layer, say --hidden-layers none/],
     [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '100000000'], /--hidden-layers: a layer has at most 1048576 units; received "100000000"/],
     [[...base, '--epochs', '1000000000000'], /--epochs must be ≤ 10000000; received "1000000000000"/],
     [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--loss', 'cross-entropy'], /--loss cross-entropy implies a softmax output, but the output must be sigmoid for a single output/],
@@ -130,7 +134,7 @@ describe('usage errors: exit 2, the flag and the raw value quoted', () => {
     [[...base, '--metrics', 'data/tutorial-train.ndjson'], /--metrics data\/tutorial-train\.ndjson is also --data: writing it would destroy the input/],
     [[...base, '--out', 'm.json', '--checkpoint', './m.json'], /--checkpoint \.\/m\.json is also --out: writing it would mix two outputs in one file/],
     [['train', '--data', '-', '--validation', '-', '--layers', '2,1'], /--data and --validation cannot both be - \(stdin\)/],
-    [['frobnicate'], /Unknown argument: frobnicate|Give a command/],
+    [['frobnicate'], /unknown command 'frobnicate'|Give a command/],
   ];
   for (const [args, message] of cases) {
     it(args.slice(5).join(' ') || args.join(' '), () => {
@@ -236,6 +240,43 @@ describe('regression on whole-number targets, and fields that must match the mod
       expect(m.target.kind).toBe('regression');
     }
   });
+  it('--hidden-layers none trains without a hidden layer', () => {
+    const out = outFile('no-hidden.json');
+    expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', 'none', '--epochs', '1', '--quiet', '--out', out]).code).toBe(0);
+    expect(JSON.parse(readFileSync(out, 'utf8')).layers.map((l: { inputs: number; outputs: number }) => [l.inputs, l.outputs])).toEqual([[2, 1]]);
+  });
+  it('a label in invalid UTF-8 (a Latin-1 file) is an error at its line, not a class merged with another', () => {
+    const latin1 = path.join(dir, 'latin1.ndjson');
+    writeFileSync(latin1, Buffer.concat([Buffer.from('{"x":[1,2],"y":"tea"}\n{"x":[1,3],"y":"caf'), Buffer.from([0xe9]), Buffer.from('"}\n{"x":[2,3],"y":"caf'), Buffer.from([0xe8]), Buffer.from('"}\n')]));
+    const out = outFile('latin1-model.json');
+    const r = bptrain(['train', '--data', latin1, '--hidden-layers', '2', '--epochs', '1', '--quiet', '--out', out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${latin1}:2: not valid UTF-8`);
+    expect(readFileSync(out, 'utf8')).toBe(SENTINEL);
+    // U+FFFD written as UTF-8 is valid text and stays a label of its own.
+    const fffd = path.join(dir, 'fffd.ndjson');
+    writeFileSync(fffd, '{"x":[1,2],"y":"caf\uFFFD"}\n{"x":[1,3],"y":"tea"}\n');
+    expect(bptrain(['train', '--data', fffd, '--hidden-layers', '2', '--epochs', '1', '--quiet', '--out', out]).code).toBe(0);
+    expect(JSON.parse(readFileSync(out, 'utf8')).target.classes).toEqual(['caf\uFFFD', 'tea']);
+  });
+  it('evaluate with hundreds of classes prints its table without the confusion matrix (--json has it)', () => {
+    const many = path.join(dir, 'c400.ndjson');
+    writeFileSync(many, Array.from({ length: 800 }, (_, i) => JSON.stringify({ x: [(i % 7) / 7, ((i * 13) % 11) / 11], y: i % 400 })).join('\n') + '\n');
+    const model = outFile('c400-model.json');
+    expect(bptrain(['train', '--data', many, '--hidden-layers', '4', '--epochs', '1', '--quiet', '--out', model]).code).toBe(0);
+    const r = bptrain(['evaluate', '--model', model, '--data', many]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/confusion matrix: 400 classes, too wide to print \(--json has it\)/);
+    expect(JSON.parse(bptrain(['evaluate', '--model', model, '--data', many, '--json']).stdout).confusion).toHaveLength(400);
+  });
+  it('a run that fails before its first epoch ends leaves an existing --metrics file alone', () => {
+    const metrics = outFile('kept.metrics');
+    const bad = path.join(dir, 'bce-out-of-range.ndjson');
+    writeFileSync(bad, '{"x":[1],"y":[3]}\n{"x":[2],"y":[0]}\n');
+    const r = bptrain(['train', '--data', bad, '--hidden-layers', '3', '--epochs', '1', '--loss', 'binary-cross-entropy', '--quiet', '--metrics', metrics]);
+    expect(r.code).toBe(1);
+    expect(readFileSync(metrics, 'utf8')).toBe(SENTINEL);
+  });
   it('labels on sigmoid outputs: train counts accuracy per sample, as evaluate does (not per output)', () => {
     // 4 classes, nearly inseparable: per output, a model answering 0 everywhere would score 75%.
     const labels = path.join(dir, 'labels4.ndjson');
@@ -281,6 +322,19 @@ describe('regression on whole-number targets, and fields that must match the mod
     const before = readFileSync(model, 'utf8');
     expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--init', model, '--epochs', '1', '--quiet', '--out', model]).code).toBe(0);
     expect(readFileSync(model, 'utf8')).not.toBe(before);
+  });
+});
+
+describe('a reader that goes away (bptrain train … 2>&1 | head -1)', () => {
+  it('train goes on to write its model, without a stack trace or a failure status', async () => {
+    const out = path.join(dir, 'epipe-model.json');
+    const child = spawn(process.execPath, [CLI, 'train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--epochs', '40', '--out', out], { cwd: root });
+    // Both streams close after the first chunk, as when they share a pipe that `head -1` ends.
+    child.stderr.once('data', () => child.stderr.destroy());
+    child.stdout.once('data', () => child.stdout.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(code).toBe(0);
+    expect(JSON.parse(readFileSync(out, 'utf8')).format).toBe('bptrain-model');
   });
 });
 

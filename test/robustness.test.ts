@@ -2,7 +2,7 @@
 // Real processes and real signals: the CLI is spawned, killed and resumed.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -69,12 +69,24 @@ describe('resume refuses a run whose inputs or clipping differ (both change what
     expect(clipped.stderr).toMatch(/clipNorm: checkpoint null, now 1/);
     expect(bptrain([...common, '--normalize', 'standard', '--resume', ckpt]).code).toBe(0); // the same run resumes
   });
+  it('another --validation file on --resume is refused (its losses, and early stopping, would mix two sets)', () => {
+    const ckpt = path.join(dir, 'ck-val.json');
+    const withVal = (file: string) => [...common, '--validation', file, '--patience', '3'];
+    expect(bptrain([...withVal('data/tutorial-test.ndjson'), '--checkpoint', ckpt, '--checkpoint-every', '1'], { BPTRAIN_TEST_KILL_AFTER_CHECKPOINT: '3' }).code).not.toBe(0);
+    const other = path.join(dir, 'other-val.ndjson');
+    writeFileSync(other, readFileSync('data/tutorial-test.ndjson', 'utf8').split('\n').slice(0, 50).join('\n') + '\n');
+    const r = bptrain([...withVal(other), '--resume', ckpt]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot resume: .*validation data: not the data the checkpoint was validated on/);
+    expect(bptrain([...withVal('data/tutorial-test.ndjson'), '--resume', ckpt]).code).toBe(0);
+  });
   it('a checkpoint from before normalisation and clipping were recorded resumes (they are not compared)', () => {
     const ckpt = path.join(dir, 'ck-old.json');
     expect(bptrain([...common, '--normalize', 'standard', '--clip-norm', '1', '--checkpoint', ckpt, '--checkpoint-every', '1'], { BPTRAIN_TEST_KILL_AFTER_CHECKPOINT: '3' }).code).not.toBe(0);
     const c = JSON.parse(readFileSync(ckpt, 'utf8'));
     delete c.settings.normalization;
     delete c.settings.clipNorm;
+    delete c.settings.validationData;
     writeFileSync(ckpt, JSON.stringify(c));
     expect(bptrain([...common, '--normalize', 'standard', '--clip-norm', '1', '--resume', ckpt]).code).toBe(0);
   });
@@ -147,12 +159,18 @@ describe('an abort during the validation pass', () => {
   });
 });
 
+/** The status a shell reports for a child: its exit code, or 128 + the signal that ended it. The
+ *  CLI ends by the signal it was stopped with, after cleaning up, so that a shell loop stops too. */
+function exitStatus(child: ReturnType<typeof spawn>): Promise<number> {
+  return new Promise((resolve) => child.on('exit', (code, sig) => resolve(code ?? 128 + constants.signals[sig!])));
+}
+
 describe('signals stop every command, and the message says what was left', () => {
   const interrupt = async (args: string[], waitFor: RegExp | null) => {
     const child = spawn(process.execPath, [CLI, ...args], { cwd: root });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    const exited = exitStatus(child);
     // stdin stays open with one record sent: the command waits for more, as on a quiet pipe.
     child.stdin.write('{"x": [0.1, 0.2], "y": 1}\n');
     for (let i = 0; i < 100 && waitFor !== null && !waitFor.test(stderr); i++) await new Promise((r) => setTimeout(r, 50));
@@ -188,7 +206,33 @@ describe('signals stop every command, and the message says what was left', () =>
 });
 
 describe('signals', () => {
-  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  it('Ctrl-C stops a shell loop of commands: the CLI ends by the signal, not by exiting 130', () => {
+    // A shell that sees a child exit normally (even with 130) assumes it handled Ctrl-C and goes
+    // on with the loop; only a child killed by SIGINT stops it (bash's wait-and-cooperative-exit).
+    const loop = `for i in 1 2 3; do echo "run $i" >&2; "${process.execPath}" "${CLI}" train --data - --hidden-layers 4 --quiet; done; echo "loop finished" >&2`;
+    const child = spawn('bash', ['-c', loop], { cwd: root, detached: true, stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    return new Promise<void>((resolve, reject) => {
+      // SIGINT to the whole process group, as a terminal's Ctrl-C does, once the first run waits on stdin.
+      const timer = setTimeout(() => process.kill(-child.pid!, 'SIGINT'), 1500);
+      // A loop that went on waits for stdin in its next run: end it, and let the checks fail.
+      const guard = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 10_000);
+      child.on('exit', (code, sig) => {
+        clearTimeout(timer);
+        clearTimeout(guard);
+        try {
+          expect(stderr).toMatch(/run 1/);
+          expect(stderr).not.toMatch(/run 2|loop finished/);
+          expect(code === 130 || sig === 'SIGINT').toBe(true);
+          resolve();
+        } catch (e) {
+          reject(e);
+        }
+      });
+    });
+  });
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
     it(`${sig} during training: checkpoint written, exit ${code}, no temp files, --out not written`, async () => {
       const ckpt = path.join(dir, `sig-${sig}.json`);
       const out = path.join(dir, `sig-${sig}-model.json`);
@@ -196,7 +240,7 @@ describe('signals', () => {
         '--epochs', '100000', '--batch', '64', '--threads', '2', '--checkpoint', ckpt, '--out', out, '--quiet'], { cwd: root });
       let stderr = '';
       child.stderr.on('data', (d) => (stderr += d));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+      const exited = exitStatus(child);
       for (let i = 0; i < 300 && !existsSync(ckpt); i++) await new Promise((r) => setTimeout(r, 50));
       expect(existsSync(ckpt)).toBe(true); // the first epoch's checkpoint
       const before = (await loadCheckpoint(ckpt)).globalStep;
