@@ -165,7 +165,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('patience', { describe: 'Stop after N epochs without a better validation loss (training loss without validation data); keep the best weights', requiresArg: true })
         .option('metrics', { describe: 'Write one JSON line per epoch to this file', requiresArg: true })
         .option('normalize', { describe: "'standard': per-feature mean/std from the training data, stored in the model", requiresArg: true })
-        .option('checkpoint', { describe: 'Write a checkpoint here after every epoch and on SIGINT/SIGTERM', requiresArg: true })
+        .option('checkpoint', { describe: 'Write a checkpoint here after every epoch and on SIGINT/SIGTERM/SIGHUP', requiresArg: true })
         .option('checkpoint-every', { describe: 'Also checkpoint every N steps', requiresArg: true })
         .option('resume', { describe: 'Continue from a checkpoint (same command, data and options)', requiresArg: true })
         .option('clip-norm', { describe: 'Clip the gradient to this L2 norm', requiresArg: true })

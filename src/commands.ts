@@ -17,7 +17,7 @@ import { readRecords, type ReaderOptions } from './ndjson-reader.js';
 import { DataError, OptionError } from './errors.js';
 import { Rng } from './rng.js';
 import { makeProgress } from './progress.js';
-import { releaseTempPath, tempPathFor, writeTarget } from './fsutil.js';
+import { keepModeOf, releaseTempPath, tempPathFor, writeTarget } from './fsutil.js';
 import type { HiddenActivation, Loss, OutputActivation } from './layout.js';
 
 /** A bad flag, or flags that do not go together: reported with exit code 2. */
@@ -89,6 +89,15 @@ export function checkFiles(outputs: Record<string, string | undefined>, inputs: 
       accessSync(dir, fsc.W_OK);
     } catch {
       throw new DataError(`${flag} ${file}: no permission to write in ${dir}`);
+    }
+    // A write-protected file is not replaced behind its owner's back (cp and shell redirection
+    // refuse it too), although the rename that replaces it would be allowed.
+    if (existing !== undefined) {
+      try {
+        accessSync(target.path, fsc.W_OK);
+      } catch {
+        throw new DataError(`${flag} ${file} is write-protected; make it writable (chmod u+w) to replace it`);
+      }
     }
   });
 }
@@ -442,6 +451,7 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
       const h = await fsp.open(tmp, 'r');
       await h.sync(); // on disk before it takes the real name
       await h.close();
+      await keepModeOf(target!.path, tmp);
       await fsp.rename(tmp, target!.path);
       releaseTempPath(tmp);
     }

@@ -96,8 +96,22 @@ export function removeTempFiles(): void {
   live.clear();
 }
 
+/** Gives the temporary file that is about to replace `file` the mode (and, where allowed, the
+ *  owner) of the file it replaces: a private model (0600) must not become world-readable
+ *  because it was rewritten. Nothing to do for a new file. */
+export async function keepModeOf(file: string, tmp: string): Promise<void> {
+  let st;
+  try {
+    st = await fsp.stat(file);
+  } catch {
+    return;
+  }
+  await fsp.chmod(tmp, st.mode & 0o7777);
+  await fsp.chown(tmp, st.uid, st.gid).catch(() => {}); // only root may give a file away
+}
+
 /** Writes `text` to a temporary file beside `file`, fsyncs it, then renames it over `file` (a
- *  device or FIFO is written in place; see writeTarget). */
+ *  device or FIFO is written in place; see writeTarget). The file keeps its mode (keepModeOf). */
 export async function writeFileAtomic(file: string, text: string): Promise<void> {
   const target = writeTarget(file);
   if (!target.atomic) return fsp.writeFile(target.path, text, { encoding: 'utf8', flag: 'a' });
@@ -110,6 +124,7 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
     await handle.sync();
     await handle.close();
     handle = undefined;
+    await keepModeOf(file, tmp);
     await fsp.rename(tmp, file);
     releaseTempPath(tmp);
   } catch (err) {

@@ -280,7 +280,8 @@ export function normalizeInPlace(X: Float64Array, n: number, n0: number, norm: N
   }
 }
 
-/** Per-feature mean and (population) standard deviation; a constant feature gets std 1. */
+/** Per-feature mean and (population) standard deviation. A constant feature gets its largest
+ *  magnitude as std (1 when it is all zeros), so it normalises to about 0 (see below). */
 export function computeNormalization(X: Float64Array, n: number, n0: number): Normalization {
   if (!(X instanceof Float64Array)) throw new OptionError('X', X, 'a Float64Array');
   if (!(Number.isInteger(n) && n >= 1)) throw new OptionError('n', n, 'a positive integer');

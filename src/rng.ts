@@ -17,8 +17,12 @@ export class Rng {
       if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) throw new RangeError('RNG state must not be all zero');
       return;
     }
-    // splitmix32 spreads any integer seed (including 0 and negative) over the 128-bit state.
-    let x = (Math.trunc(seed) | 0) >>> 0;
+    // splitmix32 spreads any integer seed (including 0 and negative) over the 128-bit state: its
+    // low 32 bits first, then, for a seed outside 0..2^32−1, its high bits too (folded into the
+    // last two words), so that seeds 1 and 2^32 + 1, or −1 and 2^32 − 1, give different streams.
+    const whole = Math.trunc(seed);
+    const high = Math.floor(whole / 2 ** 32);
+    let x = whole >>> 0;
     const next = (): number => {
       x = (x + 0x9e3779b9) >>> 0;
       let z = x;
@@ -30,6 +34,11 @@ export class Rng {
     this.s1 = next();
     this.s2 = next();
     this.s3 = next();
+    if (high !== 0) {
+      x = (high | 0) >>> 0; // |high| < 2^21 for a safe integer
+      this.s2 ^= next();
+      this.s3 ^= next();
+    }
     if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
   }
 

@@ -1,7 +1,7 @@
 // The real CLI, spawned as a process on real files: exit codes, messages that name file and line,
 // and output files that a failed run leaves untouched.
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -191,6 +191,18 @@ describe('what --out points at', () => {
     const dash = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '3', '--out', '-']);
     expect(dash.code).toBe(2);
     expect(dash.stderr).toMatch(/--out - \(stdout\) is not supported here; give a file name/);
+  });
+  it('a replaced file keeps its mode: a private model stays private', () => {
+    const model = path.join(dir, 'private-model.json');
+    const preds = path.join(dir, 'private-preds.ndjson');
+    for (const f of [model, preds]) {
+      writeFileSync(f, 'old\n');
+      chmodSync(f, 0o600);
+    }
+    expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '3', '--epochs', '1', '--quiet', '--out', model]).code).toBe(0);
+    expect(bptrain(['predict', '--model', model, '--data', 'data/tutorial-test.ndjson', '--out', preds]).code).toBe(0);
+    for (const f of [model, preds]) expect(statSync(f).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(model, 'utf8')).format).toBe('bptrain-model');
   });
   it('a FIFO is written through, and stays a FIFO', async () => {
     const fifo = path.join(dir, 'preds.fifo');
