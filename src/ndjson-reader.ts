@@ -159,20 +159,44 @@ async function* physicalLines(file: string, name: string, signal?: AbortSignal):
           head = undefined;
         }
       }
+      const last = buf.lastIndexOf(0x0a);
+      if (last === -1) {
+        carry.push(buf);
+        continue;
+      }
       let start = 0;
-      let nl: number;
-      while ((nl = buf.indexOf(0x0a, start)) !== -1) {
-        let bytes = buf.subarray(start, nl);
-        if (carry.length > 0) {
-          carry.push(bytes);
-          bytes = Buffer.concat(carry);
-          carry = [];
-        }
+      if (carry.length > 0) {
+        // The line begun in earlier chunks ends in this one.
+        const nl = buf.indexOf(0x0a);
+        carry.push(buf.subarray(0, nl));
+        const bytes = Buffer.concat(carry);
+        carry = [];
         line++;
         yield { text: clean(decodeLine(bytes, name, line), line), line };
         start = nl + 1;
       }
-      if (start < buf.length) carry.push(buf.subarray(start));
+      // The whole lines of the chunk are decoded at once (one call, not one per line); only a
+      // chunk whose text holds U+FFFD is checked line by line for bytes that are not UTF-8.
+      if (start <= last) {
+        // (else that line was the chunk's only whole one)
+        const text = buf.toString('utf8', start, last);
+        const suspect = text.includes('\uFFFD');
+        let from = 0, at = start;
+        for (;;) {
+          const nl = text.indexOf('\n', from);
+          const piece = text.slice(from, nl === -1 ? text.length : nl);
+          line++;
+          if (suspect) {
+            const end = nl === -1 ? last : buf.indexOf(0x0a, at);
+            decodeLine(buf.subarray(at, end), name, line);
+            at = end + 1;
+          }
+          yield { text: clean(piece, line), line };
+          if (nl === -1) break;
+          from = nl + 1;
+        }
+      }
+      if (last + 1 < buf.length) carry.push(buf.subarray(last + 1));
     }
     // A last line without '\n' is still a line (a truncated one fails JSON.parse at its number).
     if (carry.length > 0) {

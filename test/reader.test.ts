@@ -129,6 +129,47 @@ describe('readRecords: good input', () => {
   });
 });
 
+describe('readRecords: lines across read chunks (64 KiB)', () => {
+  it('every line and label comes out whole, wherever a chunk ends: at a newline, inside a multi-byte character, inside a line longer than a chunk', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bptrain-chunks-'));
+    const labels = ['é', '日本', '🙂', 'a', 'caf\uFFFD'];
+    const lines: string[] = [];
+    const expected: { line: number; y: string }[] = [];
+    let bytes = 0;
+    const add = (text: string, y?: string): void => {
+      lines.push(text);
+      bytes += Buffer.byteLength(text) + 1;
+      if (y !== undefined) expected.push({ line: lines.length, y });
+    };
+    const record = (i: number, pad = ''): [string, string] => {
+      const y = labels[i % labels.length] + pad;
+      return [JSON.stringify({ x: [i], y }), y];
+    };
+    // Chunk 1 ends exactly on a newline.
+    for (let i = 0; bytes < 65_536 - 200; i++) add(...record(i));
+    const fill = 65_536 - bytes - Buffer.byteLength(record(0)[0]) - 1;
+    add(...record(0, 'x'.repeat(fill)));
+    expect(bytes).toBe(65_536);
+    // Chunk 2 ends inside 'é' (2 bytes), then a line longer than a whole chunk, blank lines and CRLF.
+    for (let i = 1; bytes < 131_072 - 200; i++) add(...record(i * 5 + 1));
+    const [head] = record(0); // label 'é': the 'é' must straddle byte 131,072
+    const pre = 131_072 - bytes - Buffer.byteLength('{"x":[0],"y":"') - 1;
+    add(JSON.stringify({ x: [0], y: 'x'.repeat(pre) + 'é' }), 'x'.repeat(pre) + 'é');
+    void head;
+    add(...record(2, 'y'.repeat(100_000)));
+    for (let i = 0; i < 3000; i++) {
+      if (i % 7 === 0) add('');
+      const [t, y] = record(i);
+      add(i % 5 === 0 ? t + '\r' : t, y);
+    }
+    const file = join(dir, 'chunks.ndjson');
+    writeFileSync(file, lines.join('\n') + '\n');
+    const got = (await readAll(file)).map((r) => ({ line: r.line, y: r.y as string }));
+    expect(got).toEqual(expected);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
+
 describe('readRecords: __proto__ keys', () => {
   it('a "__proto__" key in a record neither pollutes Object.prototype nor breaks the reader', async () => {
     const recs = await readAll(good('proto.ndjson'));
