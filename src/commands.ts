@@ -466,7 +466,11 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
       err.outcome = a.out === undefined ? `the first ${written} predictions went to stdout`
         : target?.atomic === true ? `--out ${a.out} was left as it was` : `the first ${written} predictions went to ${a.out}`;
     // The reader of stdout went away (`bptrain predict … | head`): nobody wants the rest.
-    if (target === undefined && (err as NodeJS.ErrnoException)?.code === 'EPIPE') return;
+    const code = (err as NodeJS.ErrnoException)?.code;
+    if (target === undefined && code === 'EPIPE') return;
+    // A write that failed (a full disk) names the file asked for, not the temporary one.
+    if (target !== undefined && typeof code === 'string' && (err as Error).message.startsWith(code))
+      throw Object.assign(new Error(`cannot write ${a.out}: ${code === 'ENOSPC' ? 'no space left on the device' : (err as Error).message}`, { cause: err }), { code });
     throw err;
   } finally {
     progress.done(); // clears the line, also before an error message
@@ -647,7 +651,9 @@ function formatEvaluation(r: Record<string, unknown>, kind: string): string {
     return lines.join('\n');
   }
   lines.push(`accuracy  ${(100 * (r.accuracy as number)).toFixed(2)}%`, '');
-  const classes = (r.classes as (string | number)[]).map(String);
+  // A label with control characters (a newline, an escape sequence) is shown JSON-quoted: raw, it
+  // would break the table or drive the terminal.
+  const classes = (r.classes as (string | number)[]).map((c) => (/[\u0000-\u001f\u007f-\u009f]/.test(String(c)) ? JSON.stringify(c) : String(c)));
   const precision = r.precision as (number | null)[], recall = r.recall as (number | null)[];
   const confusion = r.confusion as number[][];
   const longest = (xs: readonly string[], least: number): number => xs.reduce((m, x) => Math.max(m, x.length), least); // no spread: thousands of classes

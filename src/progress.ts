@@ -33,7 +33,9 @@ export function epochLine(e: EpochStats, epochs: number): string {
 
 export function makeProgress(stream: NodeJS.WriteStream, quiet: boolean): ProgressSink {
   if (quiet) return { reading() {}, step() {}, epoch() {}, done() {} };
-  if (!stream.isTTY) {
+  // A terminal that cannot redraw a line (TERM=dumb: an editor's shell buffer, `script` logs)
+  // gets plain lines, as npm does.
+  if (!stream.isTTY || process.env.TERM === 'dumb') {
     return {
       reading() {},
       step() {},

@@ -281,6 +281,24 @@ describe('regression on whole-number targets, and fields that must match the mod
     expect(r.stdout).toMatch(/confusion matrix: 400 classes, too wide to print \(--json has it\)/);
     expect(JSON.parse(bptrain(['evaluate', '--model', model, '--data', many, '--json']).stdout).confusion).toHaveLength(400);
   });
+  it("evaluate's table shows a label with control characters JSON-quoted, not raw", () => {
+    const ctl = path.join(dir, 'ctl.ndjson');
+    writeFileSync(ctl, JSON.stringify({ x: [1, 2], y: 'a\nb\u001b[31mred' }) + '\n' + JSON.stringify({ x: [1, 3], y: 'tea' }) + '\n');
+    const model = outFile('ctl-model.json');
+    expect(bptrain(['train', '--data', ctl, '--hidden-layers', '2', '--epochs', '1', '--quiet', '--out', model]).code).toBe(0);
+    const r = bptrain(['evaluate', '--model', model, '--data', ctl]);
+    expect(r.stdout).toContain('"a\\nb\\u001b[31mred"');
+    expect(r.stdout).not.toContain('\u001b');
+  });
+  it('predict --out on a full device names the file', () => {
+    const model = outFile('full-model.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', model, '--quiet']).code).toBe(0);
+    const many = path.join(dir, 'full-many.ndjson');
+    writeFileSync(many, Array.from({ length: 5000 }, (_, i) => JSON.stringify({ x: [i / 5e3, 0.5] })).join('\n') + '\n');
+    const r = bptrain(['predict', '--model', model, '--data', many, '--out', '/dev/full']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^bptrain: cannot write \/dev\/full: no space left on the device\n/);
+  });
   it('a run that fails before its first epoch ends leaves an existing --metrics file alone', () => {
     const metrics = outFile('kept.metrics');
     const bad = path.join(dir, 'bce-out-of-range.ndjson');
