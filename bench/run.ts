@@ -82,8 +82,9 @@ export async function runBenchmarks(argv: string[], invokedAs = process.env.npm_
   log(`wrote ${files.json} and ${files.svg}${files.latest !== undefined ? ` (and latest.json, latest.svg)` : ''}`);
   if (cfg.updateDocs && files.latest !== undefined) {
     const root = repoRoot();
-    const rel = (p: string): string => path.relative(root, p).split(path.sep).join('/');
-    const doc = path.join(root, 'BENCHMARKS.md');
+    // An installed bptrain's directory belongs to npm: its page goes beside its results instead.
+    const doc = root.split(path.sep).includes('node_modules') ? path.join(cfg.outDir, 'BENCHMARKS.md') : path.join(root, 'BENCHMARKS.md');
+    const rel = (p: string): string => path.relative(path.dirname(doc), p).split(path.sep).join('/');
     await fsp.writeFile(doc, renderBenchmarksMd(results, rel(files.latest.svg), rel(files.latest.json)));
     log(`wrote ${doc}`);
   }
