@@ -274,7 +274,9 @@ function explainUnknown(msg: string, argv: string[], known: string[]): string | 
   const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
   const unknown = names.filter((n) => !(/[A-Z]/.test(n) && names.includes(kebab(n)))); // yargs lists a camelCase copy
   const options = known.filter((k) => !/[A-Z]/.test(k) && k.length > 1);
+  const given = (n: string): boolean => argv.some((a) => a === `--${n}` || a.startsWith(`--${n}=`) || a === `-${n}`);
   return unknown.map((n) => {
+    if (!given(n)) return `unexpected argument '${n}' (every value belongs to an option, e.g. --data FILE)`;
     const near = closestName(n, options);
     return `unknown option --${n}${near !== undefined ? ` (did you mean --${near}?)` : ''}`;
   }).join('; ');
@@ -296,6 +298,8 @@ async function runBench(args: string[]): Promise<number> {
 /** The signal that stopped the last `main` run, for the program to end by (see below); null when
  *  none did. */
 let stoppedBy: StopSignal | null = null;
+/** Set once a failed write to stdout has been reported, so that it is said once. */
+let stdoutFailureSaid = false;
 
 /** Runs the CLI; resolves with the exit code. SIGINT/SIGTERM/SIGHUP stop any command: training
  *  after the step in progress (the checkpoint, when asked for, is written first), reading and
@@ -348,6 +352,14 @@ export async function main(argv: string[], io: Io): Promise<number> {
       return err.exitCode;
     }
     const usage = err instanceof UsageError || (err as Error)?.name === 'YError';
+    const e = err as NodeJS.ErrnoException;
+    // A write error without a path is stdout's (a file's names its file): said once, here or by
+    // the stream's 'error' listener, whichever comes first.
+    if (e?.syscall === 'write' && e.path === undefined) {
+      if (!stdoutFailureSaid) io.stderr.write(`bptrain: cannot write to stdout: ${e.message}\n`);
+      stdoutFailureSaid = true;
+      return 1;
+    }
     const message = (err as Error)?.message ?? String(err);
     io.stderr.write(`bptrain: ${message}\n`);
     const command = argv.find((a) => !a.startsWith('-'));
@@ -378,7 +390,8 @@ if (isProgram(import.meta.url)) {
       if (e.code === 'EPIPE' || outputFailed) return;
       outputFailed = true;
       process.exitCode = 1; // also when it comes after the command has returned
-      if (name === 'stdout') process.stderr.write(`bptrain: cannot write to stdout: ${e.message}\n`);
+      if (name === 'stdout' && !stdoutFailureSaid) process.stderr.write(`bptrain: cannot write to stdout: ${e.message}\n`);
+      if (name === 'stdout') stdoutFailureSaid = true;
     });
   }
   main(hideBin(process.argv), io).then((code) => {

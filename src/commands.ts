@@ -17,7 +17,7 @@ import { readRecords, type ReaderOptions } from './ndjson-reader.js';
 import { DataError, OptionError } from './errors.js';
 import { Rng } from './rng.js';
 import { makeProgress } from './progress.js';
-import { keepModeOf, releaseTempPath, tempPathFor, writeTarget } from './fsutil.js';
+import { releaseTempPath, replaceWithTemp, tempPathFor, writeTarget } from './fsutil.js';
 import type { HiddenActivation, Loss, OutputActivation } from './layout.js';
 
 /** A bad flag, or flags that do not go together: reported with exit code 2. */
@@ -267,8 +267,11 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     throw err;
   } finally {
     progress.done();
-    await trainer.close();
-    await metrics?.close();
+    try {
+      await trainer.close();
+    } finally {
+      await metrics?.close();
+    }
   }
   const seconds = (performance.now() - t0) / 1000;
   if (a.out !== undefined) await saveModel(model, a.out);
@@ -324,17 +327,24 @@ function interruptedTraining(err: Interrupted, a: TrainArgs, wroteAfterSignal: b
  * FIFO per epoch would end its reader's input at the first close.
  */
 class MetricsLog {
-  private handle: fsp.FileHandle | null = null;
+  private opening: Promise<fsp.FileHandle> | null = null;
+  private opened: fsp.FileHandle | null = null;
+  private closed = false;
   constructor(private readonly file: string, private readonly append: boolean) {}
 
   async write(line: string): Promise<void> {
-    this.handle ??= await fsp.open(this.file, this.append || !writeTarget(this.file).atomic ? 'a' : 'w');
-    await this.handle.write(line);
+    if (this.closed) return;
+    this.opening ??= fsp.open(this.file, this.append || !writeTarget(this.file).atomic ? 'a' : 'w').then((f) => (this.opened = f));
+    await (await this.opening).write(line);
   }
 
+  /** Closes the file; one whose open is still pending (a FIFO nobody reads yet) is closed when
+   *  the open completes, without waiting for that here. */
   async close(): Promise<void> {
-    await this.handle?.close();
-    this.handle = null;
+    this.closed = true;
+    if (this.opened !== null) await this.opened.close();
+    else void this.opening?.then((f) => f.close(), () => {}).catch(() => {});
+    this.opened = this.opening = null;
   }
 }
 
@@ -447,14 +457,7 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
       const ws = sink as ReturnType<typeof createWriteStream>;
       await new Promise<void>((resolve, reject) => ws.end((err?: Error | null) => (err ? reject(err) : resolve())));
     }
-    if (tmp !== undefined) {
-      const h = await fsp.open(tmp, 'r');
-      await h.sync(); // on disk before it takes the real name
-      await h.close();
-      await keepModeOf(target!.path, tmp);
-      await fsp.rename(tmp, target!.path);
-      releaseTempPath(tmp);
-    }
+    if (tmp !== undefined) await replaceWithTemp(target!.path, tmp);
   } catch (err) {
     await blocksInOrder.settle();
     if (target !== undefined) (sink as ReturnType<typeof createWriteStream>).destroy();

@@ -58,7 +58,8 @@ function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
-/** A Trainer used when it cannot be: closed, or already running a fit or evaluate. */
+/** A Trainer used when it cannot be: closed (or closed while the call waited for its turn), called
+ *  from inside its own running call, or given a model that another Trainer is training. */
 export class StateError extends Error {
   readonly code = 'BPTRAIN_STATE';
   constructor(message: string) {

@@ -99,7 +99,7 @@ export function removeTempFiles(): void {
 /** Gives the temporary file that is about to replace `file` the mode (and, where allowed, the
  *  owner) of the file it replaces: a private model (0600) must not become world-readable
  *  because it was rewritten. Nothing to do for a new file. */
-export async function keepModeOf(file: string, tmp: string): Promise<void> {
+async function keepModeOf(file: string, tmp: string): Promise<void> {
   let st;
   try {
     st = await fsp.stat(file);
@@ -108,6 +108,20 @@ export async function keepModeOf(file: string, tmp: string): Promise<void> {
   }
   await fsp.chmod(tmp, st.mode & 0o7777);
   await fsp.chown(tmp, st.uid, st.gid).catch(() => {}); // only root may give a file away
+}
+
+/** The end of every atomic replace: the written temporary file is fsynced (on disk before it
+ *  takes the real name), given the mode of the file it replaces (keepModeOf), and renamed over it. */
+export async function replaceWithTemp(file: string, tmp: string): Promise<void> {
+  const h = await fsp.open(tmp, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+  await keepModeOf(file, tmp);
+  await fsp.rename(tmp, file);
+  releaseTempPath(tmp);
 }
 
 /** Writes `text` to a temporary file beside `file`, fsyncs it, then renames it over `file` (a
@@ -121,12 +135,9 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
   try {
     handle = await fsp.open(tmp, 'w');
     await handle.writeFile(text, 'utf8');
-    await handle.sync();
     await handle.close();
     handle = undefined;
-    await keepModeOf(file, tmp);
-    await fsp.rename(tmp, file);
-    releaseTempPath(tmp);
+    await replaceWithTemp(file, tmp);
   } catch (err) {
     await handle?.close().catch(() => {});
     await fsp.rm(tmp, { force: true }).catch(() => {});

@@ -135,8 +135,8 @@ async function* physicalLines(file: string, name: string, signal?: AbortSignal):
 
   // Bytes of the current, unfinished line. Kept as a list and joined once the '\n' arrives, so a
   // line spanning many chunks costs linear time. Lines are split on the byte 0x0A, which never
-  // occurs inside a multi-byte UTF-8 character, and decoded one by one, so that invalid UTF-8 is
-  // reported at its line.
+  // occurs inside a multi-byte UTF-8 character, so a chunk's whole lines decode on their own;
+  // invalid UTF-8 is reported at its line (decodeLine).
   let carry: Buffer[] = [];
   let line = 0;
   // Plain-named input that starts with the gzip magic bytes is a likely mistake: say so.

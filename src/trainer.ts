@@ -11,6 +11,7 @@
 // With one thread (small networks under threads: 'auto', or threads: 1) the same chunk loop runs
 // on the calling thread, yielding to the event loop between steps, and gives the same bits.
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -208,6 +209,11 @@ const abandoned = new FinalizationRegistry<Piscina>((pool) => {
   pool.destroy().catch(() => {}); // nobody is left to tell
 });
 /** Models in a fit, and the number of evaluate/predict calls reading each (see Trainer.enter). */
+/** The call token (Trainer.callToken) of the trainer whose call is running in this async
+ *  context (see Trainer.turn). A token, not the trainer: the pool's threads and handlers, made
+ *  inside a call, keep its context, and with the trainer in it a trainer dropped without close()
+ *  could never be collected (and its threads never ended). */
+const insideCall = new AsyncLocalStorage<object>();
 const modelsTraining = new WeakSet<Model>();
 const modelReaders = new WeakMap<Model, number>();
 
@@ -226,6 +232,8 @@ export class Trainer {
   /** Aborts the running call; close() uses it. */
   private current: AbortController | null = null;
   private closing: Promise<void> | null = null;
+  /** Marks this trainer's calls in their async context (see insideCall). */
+  private readonly callToken = {};
   private closed = false;
   /** The optimizer state a keepOptimizer fit continues (its buffers are the scratch buffer
    *  'fit.optState'): null before the first fit (start fresh); the last fit's settings and step
@@ -286,7 +294,9 @@ export class Trainer {
     this.workerHeapMb = heap;
   }
 
-  /** Trains the model in place and resolves with the per-epoch history. */
+  /** Trains the model in place and resolves with the per-epoch history. Calls on one trainer run
+   *  one at a time, in call order; each reads its data when its turn comes, so leave `data`
+   *  unchanged until the promise settles. */
   async fit(data: Dataset, options: FitOptions = {}): Promise<History> {
     const opts = resolveFitOptions(options);
     return this.turn('fit', opts.signal, (signal) => this.fitLoop(data, { ...opts, signal }));
@@ -379,9 +389,13 @@ export class Trainer {
    * trainer (they share its threads and scratch memory), in the order they were made, as
    * piscina queues tasks. A call whose signal aborts while it waits rejects at once with the
    * signal's reason. `body` gets a signal that also aborts when the trainer is closed.
+   * A call from inside a running call (a fit's onEpoch that evaluates with the same trainer) is
+   * refused: queued behind the fit that waits for the callback, it would wait for ever.
    */
   private async turn<T>(use: 'fit' | 'read', signal: AbortSignal | undefined, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (this.closed) throw new StateError('this Trainer is closed');
+    if (insideCall.getStore() === this.callToken)
+      throw new StateError("a Trainer cannot be called from inside its own running call (fit's callbacks): use another Trainer on model.clone(), or model.predict");
     signal?.throwIfAborted();
     const before = this.tail;
     let done!: () => void;
@@ -394,11 +408,17 @@ export class Trainer {
       signal?.throwIfAborted();
       if (this.closed) throw new StateError('this Trainer was closed before the call started');
       this.enter(use);
+      // The caller's signal and close() both abort the call. (Not AbortSignal.any: on Node 20 it
+      // leaves an entry on a long-lived caller's signal for every call, a leak for a service or
+      // the CLI that passes one signal to thousands of calls.)
       const ac = new AbortController();
+      const forward = (): void => ac.abort(signal!.reason);
+      signal?.addEventListener('abort', forward, { once: true });
       this.current = ac;
       try {
-        return await body(signal === undefined ? ac.signal : AbortSignal.any([signal, ac.signal]));
+        return await insideCall.run(this.callToken, () => body(ac.signal));
       } finally {
+        signal?.removeEventListener('abort', forward);
         this.current = null;
         this.leave(use);
       }
@@ -986,8 +1006,11 @@ async function awaitCallback(result: unknown, signal: AbortSignal | undefined): 
 
 /** Resolves when every promise has settled or the signal aborts, whichever comes first. */
 function settledOrAborted(promises: PromiseLike<unknown>[], signal: AbortSignal | undefined): Promise<unknown> {
-  const all = Promise.allSettled(promises);
+  const all = Promise.allSettled(promises); // also marks every rejection handled
   if (signal === undefined) return all;
+  // Aborted already (a callback that aborted, or closed the trainer, before returning its
+  // promise): its 'abort' event is past, and no listener would ever hear it.
+  if (signal.aborted) return Promise.resolve();
   let onAbort = (): void => {};
   const aborted = new Promise<void>((resolve) => {
     onAbort = resolve;

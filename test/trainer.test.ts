@@ -96,8 +96,8 @@ describe('options are validated before any work', () => {
     const before = Float64Array.from(model.params);
     await expect(trainer.fit(null as never)).rejects.toThrow(OptionError);
     await expect(trainer.fit(null as never)).rejects.toThrow(/data must be a Dataset/);
-    // Built by hand (scanned once, before any work), and made by makeDataset and then changed
-    // (found when the step's gradient is not finite): the same message.
+    // Built by hand, and made by makeDataset and then changed: both found by the scan before any
+    // work, with the same message.
     const base = randomData(1, 20, 3, 2, 'cross-entropy');
     const byHand = { ...base, x: Float64Array.from(base.x), y: Float64Array.from(base.y) };
     byHand.x[7 * 3 + 2] = NaN;
@@ -317,6 +317,26 @@ describe('abort, events and history', () => {
     await expect(t2.fit(data, { epochs: 5, signal: AbortSignal.timeout(50), onEpoch: () => new Promise(() => {}) })).rejects.toMatchObject({ name: 'TimeoutError' });
     expect(performance.now() - t0).toBeLessThan(5000);
     await t2.close();
+  });
+  it('a callback that aborts, or closes the trainer, before returning a promise that never settles: the fit still ends', async () => {
+    const data = randomData(3, 100, 8, 4, 'cross-entropy');
+    const within = <T,>(p: Promise<T>) => Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('hung')), 5000))]);
+    const ac = new AbortController();
+    const t1 = new Trainer(createModel({ layers: [8, 16, 4], seed: 2 }), { threads: 1 });
+    await expect(within(t1.fit(data, { epochs: 5, signal: ac.signal, onEpoch: () => { ac.abort(); return new Promise(() => {}); } }))).rejects.toMatchObject({ name: 'AbortError' });
+    await t1.close();
+    const t2 = new Trainer(createModel({ layers: [8, 16, 4], seed: 2 }), { threads: 2 });
+    await expect(within(t2.fit(data, { epochs: 5, onEpoch: async () => { await t2.close(); } }))).rejects.toMatchObject({ name: 'AbortError', message: 'the Trainer was closed' });
+  });
+  it("a trainer's own callbacks cannot call it (they would wait behind the fit that waits for them): StateError", async () => {
+    const data = randomData(3, 100, 8, 4, 'cross-entropy');
+    const t = new Trainer(createModel({ layers: [8, 16, 4], seed: 2 }), { threads: 1 });
+    await expect(t.fit(data, { epochs: 2, onEpoch: () => t.evaluate(data) })).rejects.toThrow(/cannot be called from inside its own running call/);
+    let inStep: unknown;
+    await t.fit(data, { epochs: 1, onStep: () => { inStep ??= t.predict([[1, 2, 3, 4, 5, 6, 7, 8]]).catch((e: unknown) => e); } });
+    expect(await inStep).toBeInstanceOf(StateError);
+    expect((await t.evaluate(data)).loss).toBeGreaterThan(0); // the trainer is fine afterwards
+    await t.close();
   });
   it('await using: a failure beside a running fit ends the fit and the threads, and the failure is what the caller sees', async () => {
     const data = randomData(3, 400, 8, 4, 'cross-entropy');
