@@ -18,10 +18,12 @@ export class Rng {
       return;
     }
     // splitmix32 spreads any integer seed (including 0 and negative) over the 128-bit state: its
-    // low 32 bits first, then, for a seed outside 0..2^32−1, its high bits too (folded into the
-    // last two words), so that seeds 1 and 2^32 + 1, or −1 and 2^32 − 1, give different streams.
+    // low 32 bits first, then, for a seed outside −2^31..2^32−1, its high bits too (folded into
+    // the last two words), so that seeds 1 and 2^32 + 1 give different streams. Seeds inside that
+    // range keep the streams they always had (runs made with them reproduce), so −1 and 2^32 − 1
+    // still share one.
     const whole = Math.trunc(seed);
-    const high = Math.floor(whole / 2 ** 32);
+    const high = whole >= -(2 ** 31) && whole < 2 ** 32 ? 0 : Math.floor(whole / 2 ** 32);
     let x = whole >>> 0;
     const next = (): number => {
       x = (x + 0x9e3779b9) >>> 0;
