@@ -72,6 +72,13 @@ function str(raw: Raw, name: string): string | undefined {
   return s;
 }
 
+/** A file flag read whole from a file (a model, a checkpoint): stdin ('-') is not one. */
+function inPath(raw: Raw, name: string): string | undefined {
+  const s = str(raw, name);
+  if (s === '-') throw new UsageError(`--${name} - (stdin) is not supported here; give a file name`);
+  return s;
+}
+
 /** An output file flag. '-' is stdout where the command can stream there (predict), and refused
  *  elsewhere rather than written to a file named '-'. */
 function outPath(raw: Raw, name: string, stdoutOk = false): string | undefined {
@@ -180,7 +187,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         // more often an unset shell variable ("$HIDDEN") than a wish.
         if (raw['hidden-layers'] === '') throw new UsageError("--hidden-layers must not be empty; for no hidden layer, say --hidden-layers none");
         const hiddenLayers = raw['hidden-layers'] === 'none' ? [] : intList(raw, 'hidden-layers');
-        const init = str(raw, 'init');
+        const init = inPath(raw, 'init');
         if (layers !== undefined && hiddenLayers !== undefined) throw new UsageError('give --layers or --hidden-layers, not both');
         if (init !== undefined && (layers !== undefined || hiddenLayers !== undefined)) throw new UsageError('--init takes the layers from the model file; drop --layers/--hidden-layers');
         if (init === undefined && layers === undefined && hiddenLayers === undefined)
@@ -216,7 +223,7 @@ export function buildParser(argv: string[], io: Io): Argv {
           normalize: choice(raw, 'normalize', ['standard'] as const),
           checkpoint: outPath(raw, 'checkpoint'),
           checkpointEvery: checkpointEvery(raw),
-          resume: str(raw, 'resume'),
+          resume: inPath(raw, 'resume'),
           clipNorm: num(raw, 'clip-norm', { gt: 0 }),
           json: raw.json === true,
           quiet: raw.quiet === true,
@@ -229,7 +236,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('out', { describe: 'Write predictions here instead of stdout (- is stdout)', requiresArg: true })
         .option('threads', { describe: "Worker threads, or 'auto' (1 for small networks)", default: 'auto', requiresArg: true })
         .example('$0 predict --model model.json --data data/tutorial-test.ndjson --out preds.ndjson', 'one {"prediction", "probabilities"} line per input line'),
-      run((raw) => predictCommand({ model: str(raw, 'model')!, data: str(raw, 'data')!, out: outPath(raw, 'out', true), fields: fields(raw), threads: threads(raw) }, io)))
+      run((raw) => predictCommand({ model: inPath(raw, 'model')!, data: str(raw, 'data')!, out: outPath(raw, 'out', true), fields: fields(raw), threads: threads(raw) }, io)))
     .command('evaluate', 'Loss, accuracy, per-class precision/recall and confusion matrix on labelled data', (y) =>
       dataOptions(y)
         .option('model', { describe: 'Model file', demandOption: true, requiresArg: true })
@@ -238,7 +245,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('json', { type: 'boolean', describe: 'Print one JSON line instead of a table' })
         .example('$0 evaluate --model model.json --data data/tutorial-test.ndjson', 'a table for people')
         .example('$0 evaluate --model model.json --data test.ndjson --json', '{"accuracy": …, "loss": …, …}'),
-      run((raw) => evaluateCommand({ model: str(raw, 'model')!, data: str(raw, 'data')!, fields: fields(raw), threads: threads(raw), json: raw.json === true }, io)))
+      run((raw) => evaluateCommand({ model: inPath(raw, 'model')!, data: str(raw, 'data')!, fields: fields(raw), threads: threads(raw), json: raw.json === true }, io)))
     .command('bench', 'Run the benchmark suites (see BENCHMARKS.md); arguments pass through', (y) =>
       y.strict(false).example('$0 bench --quick', 'check that the suites run').example('$0 bench --threads 1,2', 'scaling at 1 and 2 threads'),
       run(async () => {

@@ -135,6 +135,8 @@ describe('usage errors: exit 2, the flag and the raw value quoted', () => {
     [[...base, '--out', 'm.json', '--checkpoint', './m.json'], /--checkpoint \.\/m\.json is also --out: writing it would mix two outputs in one file/],
     [['train', '--data', '-', '--validation', '-', '--layers', '2,1'], /--data and --validation cannot both be - \(stdin\)/],
     [['frobnicate'], /unknown command 'frobnicate'|Give a command/],
+    [['predict', '--model', '-', '--data', 'data/tutorial-test.ndjson'], /--model - \(stdin\) is not supported here; give a file name/],
+    [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '3', 'extra'], /unexpected argument 'extra'/],
   ];
   for (const [args, message] of cases) {
     it(args.slice(5).join(' ') || args.join(' '), () => {
