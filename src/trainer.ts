@@ -209,10 +209,9 @@ const abandoned = new FinalizationRegistry<Piscina>((pool) => {
   pool.destroy().catch(() => {}); // nobody is left to tell
 });
 /** Models in a fit, and the number of evaluate/predict calls reading each (see Trainer.enter). */
-/** The call token (Trainer.callToken) of the trainer whose call is running in this async
- *  context (see Trainer.turn). A token, not the trainer: the pool's threads and handlers, made
- *  inside a call, keep its context, and with the trainer in it a trainer dropped without close()
- *  could never be collected (and its threads never ended). */
+/** A token of the call whose async context this is (see Trainer.turn). A token, not the trainer:
+ *  the pool's threads and handlers, made inside a call, keep its context, and with the trainer in
+ *  it a trainer dropped without close() could never be collected (and its threads never ended). */
 const insideCall = new AsyncLocalStorage<object>();
 const modelsTraining = new WeakSet<Model>();
 const modelReaders = new WeakMap<Model, number>();
@@ -232,8 +231,10 @@ export class Trainer {
   /** Aborts the running call; close() uses it. */
   private current: AbortController | null = null;
   private closing: Promise<void> | null = null;
-  /** Marks this trainer's calls in their async context (see insideCall). */
-  private readonly callToken = {};
+  /** The running call's token (see insideCall): a call made in its async context, from one of its
+   *  callbacks, while it still runs, would wait for it for ever. A timer a callback set that
+   *  fires after the call ended is in that context too, and is fine. */
+  private runningToken: object | null = null;
   private closed = false;
   /** The optimizer state a keepOptimizer fit continues (its buffers are the scratch buffer
    *  'fit.optState'): null before the first fit (start fresh); the last fit's settings and step
@@ -389,12 +390,13 @@ export class Trainer {
    * trainer (they share its threads and scratch memory), in the order they were made, as
    * piscina queues tasks. A call whose signal aborts while it waits rejects at once with the
    * signal's reason. `body` gets a signal that also aborts when the trainer is closed.
-   * A call from inside a running call (a fit's onEpoch that evaluates with the same trainer) is
+   * A call from inside the running call (a fit's onEpoch that evaluates with the same trainer) is
    * refused: queued behind the fit that waits for the callback, it would wait for ever.
    */
   private async turn<T>(use: 'fit' | 'read', signal: AbortSignal | undefined, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (this.closed) throw new StateError('this Trainer is closed');
-    if (insideCall.getStore() === this.callToken)
+    const context = insideCall.getStore();
+    if (context !== undefined && context === this.runningToken)
       throw new StateError("a Trainer cannot be called from inside its own running call (fit's callbacks): use another Trainer on model.clone(), or model.predict");
     signal?.throwIfAborted();
     const before = this.tail;
@@ -416,9 +418,12 @@ export class Trainer {
       signal?.addEventListener('abort', forward, { once: true });
       this.current = ac;
       try {
-        return await insideCall.run(this.callToken, () => body(ac.signal));
+        const token = {};
+        this.runningToken = token;
+        return await insideCall.run(token, () => body(ac.signal));
       } finally {
         signal?.removeEventListener('abort', forward);
+        this.runningToken = null;
         this.current = null;
         this.leave(use);
       }

@@ -336,6 +336,11 @@ describe('abort, events and history', () => {
     await t.fit(data, { epochs: 1, onStep: () => { inStep ??= t.predict([[1, 2, 3, 4, 5, 6, 7, 8]]).catch((e: unknown) => e); } });
     expect(await inStep).toBeInstanceOf(StateError);
     expect((await t.evaluate(data)).loss).toBeGreaterThan(0); // the trainer is fine afterwards
+    // A timer a callback sets that fires once the fit is over is in the callback's async context,
+    // but nothing waits for it any more: it runs.
+    let later: Promise<unknown> | undefined;
+    await t.fit(data, { epochs: 1, onEpoch: () => { later = new Promise((r) => setTimeout(() => r(t.evaluate(data)), 50)); } });
+    expect(((await later) as { loss: number }).loss).toBeGreaterThan(0);
     await t.close();
   });
   it('await using: a failure beside a running fit ends the fit and the threads, and the failure is what the caller sees', async () => {
