@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { isProgram, removeTempFiles } from './fsutil.js';
+import { StdoutError, isProgram, removeTempFiles } from './fsutil.js';
 import { Interrupted, STOP_SIGNALS, UsageError, evaluateCommand, initCommand, predictCommand, trainCommand, type Io, type StopSignal } from './commands.js';
 import { HIDDEN_ACTIVATIONS, LOSSES, MAX_LAYER_SIZE, OUTPUT_ACTIVATIONS } from './layout.js';
 import { MAX_BATCH, MAX_EPOCHS, MAX_THREADS } from './trainer.js';
@@ -281,9 +281,12 @@ function explainUnknown(msg: string, argv: string[], known: string[]): string | 
   const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
   const unknown = names.filter((n) => !(/[A-Z]/.test(n) && names.includes(kebab(n)))); // yargs lists a camelCase copy
   const options = known.filter((k) => !/[A-Z]/.test(k) && k.length > 1);
-  const given = (n: string): boolean => argv.some((a) => a === `--${n}` || a.startsWith(`--${n}=`) || a === `-${n}`);
+  // Given as an option: --name, --name=…, --no-name, or a letter of a short flag (-x, -xy).
+  const given = (n: string): boolean => argv.some((a) => a === `--${n}` || a.startsWith(`--${n}=`) || a === `--no-${n}`
+    || (n.length === 1 && /^-[^-]/.test(a) && a.slice(1).includes(n)));
   return unknown.map((n) => {
     if (!given(n)) return `unexpected argument '${n}' (every value belongs to an option, e.g. --data FILE)`;
+    if (n.length === 1) return `unknown option -${n}`;
     const near = closestName(n, options);
     return `unknown option --${n}${near !== undefined ? ` (did you mean --${near}?)` : ''}`;
   }).join('; ');
@@ -359,11 +362,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
       return err.exitCode;
     }
     const usage = err instanceof UsageError || (err as Error)?.name === 'YError';
-    const e = err as NodeJS.ErrnoException;
-    // A write error without a path is stdout's (a file's names its file): said once, here or by
-    // the stream's 'error' listener, whichever comes first.
-    if (e?.syscall === 'write' && e.path === undefined) {
-      if (!stdoutFailureSaid) io.stderr.write(`bptrain: cannot write to stdout: ${e.message}\n`);
+    // Said once, here or by the stream's 'error' listener, whichever comes first.
+    if (err instanceof StdoutError) {
+      if (!stdoutFailureSaid) io.stderr.write(`bptrain: ${err.message}\n`);
       stdoutFailureSaid = true;
       return 1;
     }

@@ -17,7 +17,7 @@ import { readRecords, type ReaderOptions } from './ndjson-reader.js';
 import { DataError, OptionError } from './errors.js';
 import { Rng } from './rng.js';
 import { makeProgress } from './progress.js';
-import { releaseTempPath, replaceWithTemp, tempPathFor, writeTarget } from './fsutil.js';
+import { StdoutError, releaseTempPath, replaceWithTemp, tempPathFor, writeError, writeTarget } from './fsutil.js';
 import type { HiddenActivation, Loss, OutputActivation } from './layout.js';
 
 /** A bad flag, or flags that do not go together: reported with exit code 2. */
@@ -328,23 +328,38 @@ function interruptedTraining(err: Interrupted, a: TrainArgs, wroteAfterSignal: b
  */
 class MetricsLog {
   private opening: Promise<fsp.FileHandle> | null = null;
-  private opened: fsp.FileHandle | null = null;
+  /** The last write, settled or not. */
+  private last: Promise<unknown> = Promise.resolve();
+  private busy = false;
   private closed = false;
   constructor(private readonly file: string, private readonly append: boolean) {}
 
   async write(line: string): Promise<void> {
     if (this.closed) return;
-    this.opening ??= fsp.open(this.file, this.append || !writeTarget(this.file).atomic ? 'a' : 'w').then((f) => (this.opened = f));
-    await (await this.opening).write(line);
+    this.opening ??= fsp.open(this.file, this.append || !writeTarget(this.file).atomic ? 'a' : 'w');
+    this.busy = true;
+    const w = this.opening.then((f) => (this.closed ? undefined : f.write(line)));
+    this.last = w.catch(() => {});
+    try {
+      await w;
+    } catch (err) {
+      throw writeError(this.file, err);
+    } finally {
+      this.busy = false;
+    }
   }
 
-  /** Closes the file; one whose open is still pending (a FIFO nobody reads yet) is closed when
-   *  the open completes, without waiting for that here. */
+  /** Closes the file. One still opening, or with a write still pending (a FIFO nobody reads yet,
+   *  or one whose reader stopped), is closed once that completes, without waiting for it here:
+   *  a signal must be able to end the run. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.opened !== null) await this.opened.close();
-    else void this.opening?.then((f) => f.close(), () => {}).catch(() => {});
-    this.opened = this.opening = null;
+    const opening = this.opening;
+    this.opening = null;
+    if (opening === null) return;
+    const closeIt = (): Promise<void> => opening.then((f) => f.close(), () => {});
+    if (this.busy) void this.last.then(closeIt).catch(() => {});
+    else await closeIt();
   }
 }
 
@@ -471,9 +486,8 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
     // The reader of stdout went away (`bptrain predict … | head`): nobody wants the rest.
     const code = (err as NodeJS.ErrnoException)?.code;
     if (target === undefined && code === 'EPIPE') return;
-    // A write that failed (a full disk) names the file asked for, not the temporary one.
-    if (target !== undefined && typeof code === 'string' && (err as Error).message.startsWith(code))
-      throw Object.assign(new Error(`cannot write ${a.out}: ${code === 'ENOSPC' ? 'no space left on the device' : (err as Error).message}`, { cause: err }), { code });
+    // A system error of the output (a full disk) names the file asked for, not the temporary one.
+    if (typeof code === 'string' && (err as Error).message.startsWith(code)) throw target !== undefined ? writeError(a.out!, err) : new StdoutError(err);
     throw err;
   } finally {
     progress.done(); // clears the line, also before an error message

@@ -128,7 +128,13 @@ export async function replaceWithTemp(file: string, tmp: string): Promise<void> 
  *  device or FIFO is written in place; see writeTarget). The file keeps its mode (keepModeOf). */
 export async function writeFileAtomic(file: string, text: string): Promise<void> {
   const target = writeTarget(file);
-  if (!target.atomic) return fsp.writeFile(target.path, text, { encoding: 'utf8', flag: 'a' });
+  if (!target.atomic) {
+    try {
+      return await fsp.writeFile(target.path, text, { encoding: 'utf8', flag: 'a' });
+    } catch (err) {
+      throw writeError(file, err);
+    }
+  }
   file = target.path;
   const tmp = tempPathFor(file);
   let handle: fsp.FileHandle | undefined;
@@ -142,12 +148,25 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
     await handle?.close().catch(() => {});
     await fsp.rm(tmp, { force: true }).catch(() => {});
     releaseTempPath(tmp);
-    // The system's message names the temporary file, which the caller never asked for.
-    const code = (err as NodeJS.ErrnoException).code;
-    const reason = code === 'ENOENT' ? `the directory ${path.dirname(file)} does not exist`
-      : code === 'EACCES' || code === 'EPERM' ? `no permission to write in ${path.dirname(file)}`
-      : code === 'ENOSPC' ? 'no space left on the device' : (err as Error).message;
-    throw Object.assign(new Error(`cannot write ${file}: ${reason}`, { cause: err }), { code });
+    throw writeError(file, err);
+  }
+}
+
+/** A failed write of `file` as the user knows it: named by the file asked for (the system's
+ *  message may name a temporary file, or nothing at all), with the system's error as cause. */
+export function writeError(file: string, err: unknown): Error {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  const reason = code === 'ENOENT' ? `the directory ${path.dirname(file)} does not exist`
+    : code === 'EACCES' || code === 'EPERM' ? `no permission to write in ${path.dirname(file)}`
+    : code === 'ENOSPC' ? 'no space left on the device' : (err as Error)?.message ?? String(err);
+  return Object.assign(new Error(`cannot write ${file}: ${reason}`, { cause: err }), { code });
+}
+
+/** A failed write to stdout, said once by the CLI (see cli.ts). */
+export class StdoutError extends Error {
+  constructor(err: unknown) {
+    super(`cannot write to stdout: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    this.name = 'StdoutError';
   }
 }
 

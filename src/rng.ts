@@ -23,7 +23,7 @@ export class Rng {
     // range keep the streams they always had (runs made with them reproduce), so −1 and 2^32 − 1
     // still share one.
     const whole = Math.trunc(seed);
-    const high = whole >= -(2 ** 31) && whole < 2 ** 32 ? 0 : Math.floor(whole / 2 ** 32);
+    const high = !Number.isFinite(whole) || (whole >= -(2 ** 31) && whole < 2 ** 32) ? 0 : Math.floor(whole / 2 ** 32);
     let x = whole >>> 0;
     const next = (): number => {
       x = (x + 0x9e3779b9) >>> 0;

@@ -11,7 +11,6 @@
 // With one thread (small networks under threads: 'auto', or threads: 1) the same chunk loop runs
 // on the calling thread, yielding to the event loop between steps, and gives the same bits.
 
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -209,10 +208,6 @@ const abandoned = new FinalizationRegistry<Piscina>((pool) => {
   pool.destroy().catch(() => {}); // nobody is left to tell
 });
 /** Models in a fit, and the number of evaluate/predict calls reading each (see Trainer.enter). */
-/** A token of the call whose async context this is (see Trainer.turn). A token, not the trainer:
- *  the pool's threads and handlers, made inside a call, keep its context, and with the trainer in
- *  it a trainer dropped without close() could never be collected (and its threads never ended). */
-const insideCall = new AsyncLocalStorage<object>();
 const modelsTraining = new WeakSet<Model>();
 const modelReaders = new WeakMap<Model, number>();
 
@@ -231,10 +226,9 @@ export class Trainer {
   /** Aborts the running call; close() uses it. */
   private current: AbortController | null = null;
   private closing: Promise<void> | null = null;
-  /** The running call's token (see insideCall): a call made in its async context, from one of its
-   *  callbacks, while it still runs, would wait for it for ever. A timer a callback set that
-   *  fires after the call ended is in that context too, and is fine. */
-  private runningToken: object | null = null;
+  /** True while one of the running fit's callbacks runs (synchronously): a call on this trainer
+   *  made there would queue behind the fit that waits for the callback, for ever (see turn). */
+  private inCallback = false;
   private closed = false;
   /** The optimizer state a keepOptimizer fit continues (its buffers are the scratch buffer
    *  'fit.optState'): null before the first fit (start fresh); the last fit's settings and step
@@ -390,14 +384,16 @@ export class Trainer {
    * trainer (they share its threads and scratch memory), in the order they were made, as
    * piscina queues tasks. A call whose signal aborts while it waits rejects at once with the
    * signal's reason. `body` gets a signal that also aborts when the trainer is closed.
-   * A call from inside the running call (a fit's onEpoch that evaluates with the same trainer) is
-   * refused: queued behind the fit that waits for the callback, it would wait for ever.
+   * A call made in one of the running fit's callbacks (an onEpoch that evaluates with the same
+   * trainer) is refused: queued behind the fit that waits for the callback, it would wait for
+   * ever. Only calls made while the callback itself runs are seen (not after one of its awaits):
+   * tracking async contexts (AsyncLocalStorage) would slow every await of the host process on
+   * Node 20, whose promise hooks it turns on.
    */
   private async turn<T>(use: 'fit' | 'read', signal: AbortSignal | undefined, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (this.closed) throw new StateError('this Trainer is closed');
-    const context = insideCall.getStore();
-    if (context !== undefined && context === this.runningToken)
-      throw new StateError("a Trainer cannot be called from inside its own running call (fit's callbacks): use another Trainer on model.clone(), or model.predict");
+    if (this.inCallback)
+      throw new StateError("a Trainer cannot be called from its own fit's callbacks (the call would wait for the fit, which waits for the callback): use another Trainer on model.clone(), or model.predict");
     signal?.throwIfAborted();
     const before = this.tail;
     let done!: () => void;
@@ -418,17 +414,24 @@ export class Trainer {
       signal?.addEventListener('abort', forward, { once: true });
       this.current = ac;
       try {
-        const token = {};
-        this.runningToken = token;
-        return await insideCall.run(token, () => body(ac.signal));
+        return await body(ac.signal);
       } finally {
         signal?.removeEventListener('abort', forward);
-        this.runningToken = null;
         this.current = null;
         this.leave(use);
       }
     } finally {
       done();
+    }
+  }
+
+  /** Runs one of the user's fit callbacks, marked as such (see inCallback). */
+  private callback<T>(fn: () => T): T {
+    this.inCallback = true;
+    try {
+      return fn();
+    } finally {
+      this.inCallback = false;
     }
   }
 
@@ -816,7 +819,7 @@ export class Trainer {
       if (opts.checkpoint === undefined) return;
       await saveCheckpoint(opts.checkpoint, snapshot(epoch, step));
       mainHooks?.afterCheckpoint(globalStep);
-      if (opts.onCheckpoint !== undefined) await awaitCallback(opts.onCheckpoint({ file: opts.checkpoint, epoch, step, globalStep }), opts.signal);
+      if (opts.onCheckpoint !== undefined) await awaitCallback(this.callback(() => opts.onCheckpoint!({ file: opts.checkpoint!, epoch, step, globalStep })), opts.signal);
     };
 
     await this.ensurePool(threads);
@@ -878,7 +881,7 @@ export class Trainer {
           if (opts.onStep !== undefined && callbackError === null) {
             const done = Math.min(step * B, N);
             try {
-              const r = opts.onStep({ epoch, epochs: opts.epochs, step, steps, loss: lossSum / done, samplesPerSec: (done - stepBegin * B) / ((performance.now() - t0) / 1000) });
+              const r = this.callback(() => opts.onStep!({ epoch, epochs: opts.epochs, step, steps, loss: lossSum / done, samplesPerSec: (done - stepBegin * B) / ((performance.now() - t0) / 1000) }));
               if (isThenable(r)) {
                 stepPromises.add(r);
                 r.then(() => stepPromises.delete(r), (error: unknown) => {
@@ -979,7 +982,7 @@ export class Trainer {
         lossSum = 0;
         correct = 0;
         await writeCheckpoint(epoch + 1, 0);
-        if (opts.onEpoch !== undefined) await awaitCallback(opts.onEpoch(stats1), opts.signal);
+        if (opts.onEpoch !== undefined) await awaitCallback(this.callback(() => opts.onEpoch!(stats1)), opts.signal);
         if (stop) break;
         await yieldToEventLoop();
       }

@@ -137,6 +137,8 @@ describe('usage errors: exit 2, the flag and the raw value quoted', () => {
     [['frobnicate'], /unknown command 'frobnicate'|Give a command/],
     [['predict', '--model', '-', '--data', 'data/tutorial-test.ndjson'], /--model - \(stdin\) is not supported here; give a file name/],
     [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '3', 'extra'], /unexpected argument 'extra'/],
+    [[...base, '--no-shufle'], /unknown option --shufle \(did you mean --shuffle\?\)/],
+    [[...base, '-z', '3'], /unknown option -z\n/],
   ];
   for (const [args, message] of cases) {
     it(args.slice(5).join(' ') || args.join(' '), () => {
@@ -291,6 +293,18 @@ describe('regression on whole-number targets, and fields that must match the mod
     const r = bptrain(['evaluate', '--model', model, '--data', ctl]);
     expect(r.stdout).toContain('"a\\nb\\u001b[31mred"');
     expect(r.stdout).not.toContain('\u001b');
+  });
+  it('a write error names the file written, and stdout as stdout', () => {
+    const metrics = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '3', '--epochs', '1', '--quiet', '--metrics', '/dev/full']);
+    expect(metrics.code).toBe(1);
+    expect(metrics.stderr).toBe('bptrain: cannot write /dev/full: no space left on the device\n');
+    const model = outFile('full-eval-model.json');
+    expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '3', '--epochs', '1', '--quiet', '--out', model]).code).toBe(0);
+    for (const cmd of ['evaluate', 'predict']) {
+      const r = spawnSync('sh', ['-c', `"${process.execPath}" "${CLI}" ${cmd} --model "${model}" --data data/tutorial-test.ndjson > /dev/full`], { cwd: root, encoding: 'utf8' });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/^bptrain: cannot write to stdout: ENOSPC[^\n]*\n$/); // said once
+    }
   });
   it('predict --out on a full device names the file', () => {
     const model = outFile('full-model.json');

@@ -109,5 +109,6 @@ describe('Rng seeds', () => {
     expect(new Rng(1).state()).toEqual([2527132011, 314344336, 2535364964, 2041432039]);
     expect(new Rng(7).state()).toEqual([588686121, 1937383562, 4286812467, 2372217166]);
     expect(new Rng(-1).state()).toEqual(new Rng(2 ** 32 - 1).state());
+    for (const odd of [NaN, Infinity, -Infinity]) expect(new Rng(odd).state()).toEqual(new Rng(0).state());
   });
 });

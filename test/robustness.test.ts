@@ -159,6 +159,15 @@ describe('an abort during the validation pass', () => {
   });
 });
 
+function catchesSigint(pid: number): boolean {
+  try {
+    const m = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m !== null && (BigInt(`0x${m[1]}`) & 2n) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
 /** The status a shell reports for a child: its exit code, or 128 + the signal that ended it. The
  *  CLI ends by the signal it was stopped with, after cleaning up, so that a shell loop stops too. */
 function exitStatus(child: ReturnType<typeof spawn>): Promise<number> {
@@ -174,6 +183,9 @@ describe('signals stop every command, and the message says what was left', () =>
     // stdin stays open with one record sent: the command waits for more, as on a quiet pipe.
     child.stdin.write('{"x": [0.1, 0.2], "y": 1}\n');
     for (let i = 0; i < 100 && waitFor !== null && !waitFor.test(stderr); i++) await new Promise((r) => setTimeout(r, 50));
+    // Not before the CLI handles SIGINT (a slow start would meet Node's default action): Linux
+    // lists the signals a process catches in /proc/PID/status, SIGINT (2) as bit 1 of SigCgt.
+    for (let i = 0; i < 200 && !catchesSigint(child.pid!); i++) await new Promise((r) => setTimeout(r, 25));
     await new Promise((r) => setTimeout(r, 300));
     child.kill('SIGINT');
     return { code: await exited, stderr: () => stderr };

@@ -331,13 +331,13 @@ describe('abort, events and history', () => {
   it("a trainer's own callbacks cannot call it (they would wait behind the fit that waits for them): StateError", async () => {
     const data = randomData(3, 100, 8, 4, 'cross-entropy');
     const t = new Trainer(createModel({ layers: [8, 16, 4], seed: 2 }), { threads: 1 });
-    await expect(t.fit(data, { epochs: 2, onEpoch: () => t.evaluate(data) })).rejects.toThrow(/cannot be called from inside its own running call/);
+    await expect(t.fit(data, { epochs: 2, onEpoch: () => t.evaluate(data) })).rejects.toThrow(/cannot be called from its own fit's callbacks/);
+    await expect(t.fit(data, { epochs: 2, onEpoch: async () => { await t.predict([[1, 2, 3, 4, 5, 6, 7, 8]]); } })).rejects.toBeInstanceOf(StateError);
     let inStep: unknown;
     await t.fit(data, { epochs: 1, onStep: () => { inStep ??= t.predict([[1, 2, 3, 4, 5, 6, 7, 8]]).catch((e: unknown) => e); } });
     expect(await inStep).toBeInstanceOf(StateError);
     expect((await t.evaluate(data)).loss).toBeGreaterThan(0); // the trainer is fine afterwards
-    // A timer a callback sets that fires once the fit is over is in the callback's async context,
-    // but nothing waits for it any more: it runs.
+    // A timer a callback sets, firing once the fit is over: nothing waits for it, and it runs.
     let later: Promise<unknown> | undefined;
     await t.fit(data, { epochs: 1, onEpoch: () => { later = new Promise((r) => setTimeout(() => r(t.evaluate(data)), 50)); } });
     expect(((await later) as { loss: number }).loss).toBeGreaterThan(0);
