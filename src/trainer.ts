@@ -226,6 +226,8 @@ export class Trainer {
   /** Aborts the running call; close() uses it. */
   private current: AbortController | null = null;
   private closing: Promise<void> | null = null;
+  /** The one 'abort' listener per caller's signal (see onAbort). */
+  private readonly aborters = new Map<AbortSignal, { fns: Set<() => void>; listener: () => void }>();
   /** True while one of the running fit's callbacks runs (synchronously): a call on this trainer
    *  made there would queue behind the fit that waits for the callback, for ever (see turn). */
   private inCallback = false;
@@ -401,8 +403,13 @@ export class Trainer {
     // The next call waits for this one and for everything before it, also when this one gives
     // up while it waits.
     this.tail = before.then(() => mine);
+    // Every call on one signal shares one 'abort' listener (see onAbort): twenty calls queued
+    // with a service's shutdown signal must not trip Node's listener-leak warning.
+    let wake = (): void => {};
+    const woken = new Promise<void>((resolve) => (wake = resolve));
+    const off = signal === undefined ? () => {} : this.onAbort(signal, () => wake());
     try {
-      await settledOrAborted([before], signal);
+      await Promise.race([before, woken]);
       signal?.throwIfAborted();
       if (this.closed) throw new StateError('this Trainer was closed before the call started');
       this.enter(use);
@@ -410,19 +417,43 @@ export class Trainer {
       // leaves an entry on a long-lived caller's signal for every call, a leak for a service or
       // the CLI that passes one signal to thousands of calls.)
       const ac = new AbortController();
-      const forward = (): void => ac.abort(signal!.reason);
-      signal?.addEventListener('abort', forward, { once: true });
+      wake = () => ac.abort(signal!.reason);
       this.current = ac;
       try {
         return await body(ac.signal);
       } finally {
-        signal?.removeEventListener('abort', forward);
         this.current = null;
         this.leave(use);
       }
     } finally {
+      off();
       done();
     }
+  }
+
+  /** Calls `fn` when `signal` aborts, through one listener per signal for all of this trainer's
+   *  calls; returns the way to stop listening. */
+  private onAbort(signal: AbortSignal, fn: () => void): () => void {
+    let entry = this.aborters.get(signal);
+    if (entry === undefined) {
+      const fns = new Set<() => void>();
+      const listener = (): void => {
+        this.aborters.delete(signal);
+        for (const f of fns) f();
+      };
+      entry = { fns, listener };
+      this.aborters.set(signal, entry);
+      signal.addEventListener('abort', listener, { once: true });
+    }
+    const { fns, listener } = entry;
+    fns.add(fn);
+    return () => {
+      fns.delete(fn);
+      if (fns.size === 0 && this.aborters.get(signal)?.fns === fns) {
+        this.aborters.delete(signal);
+        signal.removeEventListener('abort', listener);
+      }
+    };
   }
 
   /** Runs one of the user's fit callbacks, marked as such (see inCallback). */

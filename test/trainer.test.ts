@@ -206,6 +206,23 @@ describe('options are validated before any work', () => {
       await expect(trainer.predict([[0.1, 0.2, 0.3]])).rejects.toBeInstanceOf(StateError);
     }
   });
+  it('twenty calls queued with one signal share one listener on it (no listener-leak warning), and none is left', async () => {
+    const trainer = new Trainer(model.clone(), { threads: 1 });
+    const shutdown = new AbortController();
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    const calls = Array.from({ length: 20 }, () => trainer.predict([[0.1, 0.2, 0.3]], { signal: shutdown.signal }));
+    await Promise.all(calls);
+    const aborted = Array.from({ length: 20 }, () => trainer.predict([[0.1, 0.2, 0.3]], { signal: shutdown.signal }));
+    shutdown.abort();
+    const outcomes = await Promise.allSettled(aborted);
+    await new Promise((r) => setImmediate(r));
+    process.off('warning', onWarning);
+    expect(warnings).toEqual([]);
+    expect(outcomes.filter((o) => o.status === 'rejected').length).toBeGreaterThanOrEqual(19); // the first may have finished
+    await trainer.close();
+  });
   it('a call whose signal aborts while it waits for its turn rejects at once, and the queue goes on', async () => {
     const trainer = new Trainer(model.clone(), { threads: 1 });
     const controller = new AbortController();
