@@ -398,7 +398,7 @@ if (isProgram(import.meta.url)) {
       if (e.code === 'EPIPE' || outputFailed) return;
       outputFailed = true;
       process.exitCode = 1; // also when it comes after the command has returned
-      if (name === 'stdout' && !stdoutFailureSaid) process.stderr.write(`bptrain: cannot write to stdout: ${e.message}\n`);
+      if (name === 'stdout' && !stdoutFailureSaid) process.stderr.write(`bptrain: ${new StdoutError(e).message}\n`);
       if (name === 'stdout') stdoutFailureSaid = true;
     });
   }

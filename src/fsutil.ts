@@ -111,9 +111,11 @@ async function keepModeOf(file: string, tmp: string): Promise<void> {
 }
 
 /** The end of every atomic replace: the written temporary file is fsynced (on disk before it
- *  takes the real name), given the mode of the file it replaces (keepModeOf), and renamed over it. */
-export async function replaceWithTemp(file: string, tmp: string): Promise<void> {
-  const h = await fsp.open(tmp, 'r');
+ *  takes the real name) through `written`, the handle it was written with, which this closes (or
+ *  a handle opened here when the writer is gone, a stream), given the mode of the file it replaces
+ *  (keepModeOf), and renamed over it. */
+export async function replaceWithTemp(file: string, tmp: string, written?: fsp.FileHandle): Promise<void> {
+  const h = written ?? (await fsp.open(tmp, 'r'));
   try {
     await h.sync();
   } finally {
@@ -141,9 +143,9 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
   try {
     handle = await fsp.open(tmp, 'w');
     await handle.writeFile(text, 'utf8');
-    await handle.close();
-    handle = undefined;
-    await replaceWithTemp(file, tmp);
+    const written = handle;
+    handle = undefined; // replaceWithTemp closes it
+    await replaceWithTemp(file, tmp, written);
   } catch (err) {
     await handle?.close().catch(() => {});
     await fsp.rm(tmp, { force: true }).catch(() => {});

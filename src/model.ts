@@ -259,7 +259,7 @@ export function outputRows(out: Float64Array, m: number): number[][] {
 
 function normalized(X: Float64Array, n: number, n0: number, norm: Normalization): Float64Array {
   const out = X.slice(0, n * n0);
-  normalizeInPlace(out, n, n0, norm);
+  applyNormalization(out, n, n0, norm);
   return out;
 }
 
@@ -269,6 +269,12 @@ export function normalizeInPlace(X: Float64Array, n: number, n0: number, norm: N
     throw new OptionError('normalization', norm, '', `normalization is not valid: ${msg}`);
   });
   if (!(X.length >= n * n0)) throw new OptionError('X', X, '', `X has ${X.length} numbers, fewer than n × n0 = ${n * n0}`);
+  applyNormalization(X, n, n0, norm);
+}
+
+/** normalizeInPlace without its checks, for a model's own normalisation, which
+ *  Model.checkSettings has just checked. */
+export function applyNormalization(X: Float64Array, n: number, n0: number, norm: Normalization): void {
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < n0; j++) {
       const x = X[i * n0 + j];

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { Model, checkInputArray, computeGradient, inputMatrix, normalizeInPlace, outputRows } from './model.js';
+import { Model, applyNormalization, checkInputArray, computeGradient, inputMatrix, outputRows } from './model.js';
 import { Dataset, checkDatasetFits, nonFiniteError, toShared } from './dataset.js';
 import {
   CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, applyRowBlock, blockMemory, chunkCount, chunkStat, makeContext, rowBlocks, stepBatch,
@@ -219,7 +219,6 @@ export class Trainer {
   private poolSize = 0;
   private readonly id = `t${process.pid}.${nextTrainerId++}`;
   private contextCounter = 0;
-  private busy = false;
   /** Settles when every call made so far has finished: calls run one at a time, in the order
    *  they were made (see `turn`). */
   private tail: Promise<void> = Promise.resolve();
@@ -466,25 +465,21 @@ export class Trainer {
     }
   }
 
-  /** Marks this trainer busy, and its model as trained ('fit') or read ('read'). Another
+  /** Marks this trainer's model as trained ('fit') or read ('read'), for turn(). Another
    *  trainer may read a model while nobody trains it; training needs it alone: two fits on one
    *  model interleave their updates (the weights then depend on timing), and a fit moves the
    *  weights under an evaluate or predict. */
   private enter(use: 'fit' | 'read'): void {
-    if (this.closed) throw new StateError('this Trainer is closed');
-    if (this.busy) throw new Error('internal: two calls of one Trainer at once'); // turn() queues them
     const readers = modelReaders.get(this.model) ?? 0;
     if (modelsTraining.has(this.model) || (use === 'fit' && readers > 0))
       throw new StateError(`this model is being ${modelsTraining.has(this.model) ? 'trained' : 'evaluated'} by another Trainer; give each concurrent job its own copy (model.clone())`);
     if (use === 'fit') modelsTraining.add(this.model);
     else modelReaders.set(this.model, readers + 1);
-    this.busy = true;
   }
 
   private leave(use: 'fit' | 'read'): void {
     if (use === 'fit') modelsTraining.delete(this.model);
     else modelReaders.set(this.model, modelReaders.get(this.model)! - 1);
-    this.busy = false;
   }
 
   /** The data in shared memory (copied once per call into the scratch buffers `name`.x and
@@ -498,7 +493,7 @@ export class Trainer {
     this.model.checkSettings();
     const norm = this.model.normalization;
     const s = this.shared(x, key, norm !== undefined);
-    if (norm !== undefined) normalizeInPlace(s, n, this.model.inputs, norm);
+    if (norm !== undefined) applyNormalization(s, n, this.model.inputs, norm);
     return s;
   }
 
@@ -552,7 +547,7 @@ export class Trainer {
       return;
     }
     await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
-      kind, contextId, spec: this.model.layout.spec, perSampleAccuracy: perSampleAccuracy(this.model), buffers, batchStart, batchSize, chunkSize, step: -1,
+      kind, contextId, spec: this.model.layout.spec, perSampleAccuracy: ctx.perSampleAccuracy, buffers, batchStart, batchSize, chunkSize, step: -1,
       chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
     })));
   }
@@ -578,7 +573,7 @@ export class Trainer {
     const optimizer = opts.clipNorm === undefined ? opts.optimizer : null;
     const t = run.threads;
     const tasks = Array.from({ length: t }, (_, w): WorkerTask => ({
-      kind: 'grad', contextId: run.contextId, spec: this.model.layout.spec, perSampleAccuracy: perSampleAccuracy(this.model), buffers: run.buffers,
+      kind: 'grad', contextId: run.contextId, spec: this.model.layout.spec, perSampleAccuracy: run.ctx.perSampleAccuracy, buffers: run.buffers,
       batchStart: 0, batchSize: run.batchSize, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: 0, step: globalStep,
       steps: { workers: t, index: w, first, count, samples: run.samples, optimizer, t: state.step + 1, timeoutMs: BARRIER_TIMEOUT_MS },
     }));
