@@ -5,6 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { BenchResults, ScalingRow } from './results.js';
+import type { StepPhases } from '../src/index.js';
 import type { Stats } from './measure.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -108,6 +109,19 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
         `${x.threads} (${x.threadsUsed})`, int(x.stats.samplesPerSec), pm(x.stats), range(x.stats),
         fixed(x.speedup), fixed(x.efficiency), sig(x.gflops),
       ])), '');
+    const profiled = sc.rows.filter((x) => x.phases !== null && x.phases !== undefined);
+    if (profiled.length > 0) {
+      out.push(`${h}## Where a step's time goes`, '');
+      out.push("From one fit per workload and thread count after the timing, with `profile: true` (its mean over the fit's epochs): milliseconds per step, each phase the mean over the step's threads. *Other* is the rest of the step's wall-clock time (the coordinator's round trips; about 0 on 1 thread). *Arithmetic × threads ÷ 1 thread* = (δ pass + gradient sums) × threads ÷ the same at 1 thread: 1.00 when splitting a step costs no extra work; above it, the threads' arithmetic itself runs slower together (shared caches and memory, the δ blocks handed between threads) — a loss that waiting does not show.", '');
+      out.push(table(['workload', 'threads (used)', 'step ms', 'δ pass', 'gradient sums', 'update', 'waiting', 'other', 'arithmetic × threads ÷ 1 thread'],
+        profiled.map((x) => {
+          const p = x.phases!;
+          const one = profiled.find((y) => y.workload === x.workload && y.threads === 1)?.phases ?? undefined;
+          const work = (q: StepPhases): number => (q.deltas + q.gradients) * q.threads;
+          return [x.workload, `${x.threads} (${x.threadsUsed})`, sig(p.stepMs), sig(p.deltas), sig(p.gradients), sig(p.update), sig(p.waiting),
+            sig(Math.max(0, p.stepMs - p.deltas - p.gradients - p.update - p.waiting)), one === undefined ? '–' : fixed(work(p) / work(one))];
+        })), '');
+    }
     const most = Math.max(...sc.rows.map((x) => (typeof x.threadsUsed === 'number' ? x.threadsUsed : 1)));
     const cores = r.machine.availableParallelism;
     if (most > cores)

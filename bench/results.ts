@@ -1,6 +1,7 @@
 // The shape of a benchmark run's results: what the suites return, what the JSON file holds, and
 // what the Markdown table and the SVG plot are drawn from.
 
+import type { StepPhases } from '../src/index.js';
 import type { Stats } from './measure.js';
 import type { WorkloadId } from './workloads.js';
 
@@ -19,6 +20,8 @@ export interface ScalingRow {
   efficiency: number | null;
   /** 6 × weights × samples/s, in GFLOP/s. */
   gflops: number;
+  /** Where a step's time went, from a profiled fit after the timing (null for 'auto'). */
+  phases: StepPhases | null;
 }
 
 export interface ScalingResult {

@@ -6,9 +6,11 @@
 // every thread count alike), one task per thread count; a task is one epoch of Trainer.fit over
 // the workload's data. Every Trainer is created before the bench runs and closed after it,
 // so worker start-up is outside the timings and the workers stay JIT-warm across iterations
-// (tinybench's warm-up call starts the pool).
+// (tinybench's warm-up call starts the pool). After the timing, one fit per thread count with
+// `profile: true` says where a step's time went (Trainer's StepPhases): kept out of the timed
+// calls, though it changes no arithmetic and costs a few clock reads per step.
 
-import { Trainer, createModel } from '../src/index.js';
+import { Trainer, createModel, type EpochStats, type StepPhases } from '../src/index.js';
 import { LR, type BenchConfig } from './config.js';
 import { measureInterleaved, type TaskSpec } from './measure.js';
 import type { ScalingResult, ScalingRow } from './results.js';
@@ -34,6 +36,12 @@ export async function runScaling(cfg: BenchConfig, bank: DataBank, log: (line: s
         fn: () => trainers[i].fit(data, { epochs: 1, batchSize, optimizer: 'sgd', lr: LR, shuffle: false }),
       }));
       const stats = await measureInterleaved(`scaling/${w.id}`, cfg.timing, tasks, cfg.quick);
+      const phases = new Map<number, StepPhases>();
+      for (const [i, threads] of settings.entries()) {
+        if (threads === 'auto') continue;
+        const h = await trainers[i].fit(data, { epochs: cfg.quick ? 1 : PROFILE_EPOCHS, batchSize, optimizer: 'sgd', lr: LR, shuffle: false, profile: true });
+        phases.set(threads, meanPhases(h.epochs));
+      }
       const weights = weightCount(w.layers);
       const base = stats.get('threads=1')!;
       // Rows in table order: thread counts ascending, then 'auto'.
@@ -52,6 +60,7 @@ export async function runScaling(cfg: BenchConfig, bank: DataBank, log: (line: s
           speedup,
           efficiency: speedup === null ? null : speedup / (threads as number),
           gflops: (6 * weights * s.samplesPerSec) / 1e9,
+          phases: threads === 'auto' ? null : phases.get(threads)!,
         });
       });
     } finally {
@@ -59,6 +68,14 @@ export async function runScaling(cfg: BenchConfig, bank: DataBank, log: (line: s
     }
   }
   return { rows };
+}
+
+/** Epochs of the profiled fit per thread count (their mean is reported). */
+const PROFILE_EPOCHS = 3;
+
+function meanPhases(epochs: readonly EpochStats[]): StepPhases {
+  const mean = (k: Exclude<keyof StepPhases, 'threads'>): number => epochs.reduce((a, e) => a + e.phases![k], 0) / epochs.length;
+  return { threads: epochs[0].phases!.threads, stepMs: mean('stepMs'), deltas: mean('deltas'), gradients: mean('gradients'), update: mean('update'), waiting: mean('waiting') };
 }
 
 const rank = (threads: number | 'auto'): number => (threads === 'auto' ? Number.MAX_SAFE_INTEGER : threads);

@@ -148,7 +148,7 @@ export function backwardBlock(layout: Layout, P: ParamViews, G: ParamViews, ws: 
 }
 
 /** blockWeightGradient for every row of every layer. */
-function blockGradient(layout: Layout, G: ParamViews, ws: Workspace, S: number, accumulate: boolean): void {
+export function blockGradient(layout: Layout, G: ParamViews, ws: Workspace, S: number, accumulate: boolean): void {
   const { sizes } = layout.spec;
   for (let k = layout.depth; k >= 1; k--) blockWeightGradient(layout, G, ws, S, k, 0, sizes[k], accumulate);
 }

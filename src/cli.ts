@@ -176,6 +176,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('checkpoint-every', { describe: 'Also checkpoint every N steps', requiresArg: true })
         .option('resume', { describe: 'Continue from a checkpoint (same command, data and options)', requiresArg: true })
         .option('clip-norm', { describe: 'Clip the gradient to this L2 norm', requiresArg: true })
+        .option('profile', { type: 'boolean', describe: "After each epoch, say where a step's time went: δ pass, gradient sums, update, waiting for other threads" })
         .option('json', { type: 'boolean', describe: 'Print a final summary as one JSON line on stdout' })
         .option('quiet', { type: 'boolean', describe: 'No progress output and no summary' })
         .example('$0 train --data big.ndjson --hidden-layers 128,64 --checkpoint run.ckpt --out model.json', 'Ctrl-C, then the same command with --resume run.ckpt continues exactly')
@@ -225,6 +226,7 @@ export function buildParser(argv: string[], io: Io): Argv {
           checkpointEvery: checkpointEvery(raw),
           resume: inPath(raw, 'resume'),
           clipNorm: num(raw, 'clip-norm', { gt: 0 }),
+          profile: raw.profile === true,
           json: raw.json === true,
           quiet: raw.quiet === true,
         }, io);

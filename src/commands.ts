@@ -170,6 +170,7 @@ export interface TrainArgs {
   checkpointEvery?: number;
   resume?: string;
   clipNorm?: number;
+  profile?: boolean;
   json: boolean;
   quiet: boolean;
 }
@@ -247,7 +248,7 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     epochs: a.epochs, batchSize: a.batch, optimizer: a.optimizer, lr: a.lr, seed: a.seed, shuffle: a.shuffle,
     validation, patience: a.patience, signal: io.signal,
     // A resumed run keeps checkpointing to the file it resumed from unless told otherwise.
-    checkpoint: a.checkpoint ?? a.resume, checkpointEvery: a.checkpointEvery, resume: a.resume, clipNorm: a.clipNorm,
+    checkpoint: a.checkpoint ?? a.resume, checkpointEvery: a.checkpointEvery, resume: a.resume, clipNorm: a.clipNorm, profile: a.profile === true,
     ...(a.optimizer === 'sgd' && a.momentum !== undefined ? { momentum: a.momentum } : {}),
     onStep: (p) => progress.step(p),
     onCheckpoint: () => void (lastCheckpoint = Date.now()),
@@ -372,6 +373,9 @@ function metricsRecord(e: EpochStats): Record<string, number | null> {
     val_accuracy: e.valAccuracy ?? null,
     samples_per_s: e.samplesPerSec,
     seconds: e.seconds,
+    ...(e.phases !== undefined ? {
+      threads: e.phases.threads, step_ms: e.phases.stepMs, deltas_ms: e.phases.deltas, gradients_ms: e.phases.gradients, update_ms: e.phases.update, waiting_ms: e.phases.waiting,
+    } : {}),
   };
 }
 

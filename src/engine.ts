@@ -24,10 +24,11 @@
 
 import os from 'node:os';
 import { Layout, ParamViews, makeLayout, paramViews } from './layout.js';
-import { Workspace, blockWeightGradient, chunkDeltas, chunkGradient, evaluateBlock, forwardBlock, gatherBlock, makeWorkspace, workspaceSize } from './backprop.js';
+import { Workspace, blockGradient, blockWeightGradient, chunkDeltas, chunkGradient, evaluateBlock, forwardBlock, gatherBlock, makeWorkspace, workspaceSize } from './backprop.js';
 import {
   STATS_PER_CHUNK, SYNC_ABORT, SYNC_ARRIVED, SYNC_DECISION, SYNC_FLAGS, SYNC_NEXT_CHUNK, SYNC_RELEASED, SYNC_STEPS_DONE, SYNC_STOP, SYNC_NEXT_ROW, SYNC_APPLIED,
   SYNC_NEXT_AHEAD, SYNC_CHUNKS_DONE, SYNC_READY, MAX_WORKERS, SharedBuffers, StepsResult, WorkerTask, syncAhead,
+  PHASE_COUNT, PHASE_DELTAS, PHASE_GRADIENTS, PHASE_UPDATE, PHASE_WAITING,
 } from './protocol.js';
 import { testHooks } from './testhooks.js';
 import { OptimizerOptions, optimizerBufferCount, optimizerStepRange } from './optim.js';
@@ -184,9 +185,11 @@ type RangeTask = Pick<WorkerTask, 'kind' | 'batchStart' | 'batchSize' | 'chunkSi
  * Runs chunks [chunkBegin, chunkEnd) of one minibatch on this thread; every kind writes each
  * chunk's loss sum and correct count into stats (zeros for 'predict'). 'grad' adds each chunk's gradient sum into
  * `sumInto`, in chunk order: sumInto = ((0 + s0) + s1) + …, which is exactly the parallel step's
- * sum (it writes s0, never -0, then adds s1, …), hence the same bits.
+ * sum (it writes s0, never -0, then adds s1, …), hence the same bits. With `phases`, the time of
+ * a 'grad' chunk's δ pass and of its gradient sums is added to phases[PHASE_DELTAS] and
+ * phases[PHASE_GRADIENTS] (same arithmetic, timed in two halves).
  */
-export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null = null): void {
+export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null = null, phases: number[] | null = null): void {
   const { layout } = ctx;
   if (ctx.ws.cap < t.chunkSize) ctx.ws = makeWorkspace(layout, t.chunkSize);
   const sizes = layout.spec.sizes;
@@ -196,7 +199,15 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
     let r: { loss: number; correct: number };
     if (t.kind === 'grad') {
       if (sumInto === null) throw new Error('runChunks: a gradient needs sumInto');
-      r = chunkGradient(layout, ctx.P, sumInto, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, true, ctx.perSampleAccuracy);
+      if (phases === null) r = chunkGradient(layout, ctx.P, sumInto, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, true, ctx.perSampleAccuracy);
+      else {
+        const t0 = performance.now();
+        r = chunkDeltas(layout, ctx.P, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, ctx.perSampleAccuracy);
+        const t1 = performance.now();
+        blockGradient(layout, sumInto, ctx.ws, S, true);
+        phases[PHASE_DELTAS] += t1 - t0;
+        phases[PHASE_GRADIENTS] += performance.now() - t1;
+      }
     } else {
       const m = sizes[sizes.length - 1];
       const eval_ = t.kind === 'eval';
@@ -286,7 +297,15 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
   const B = task.batchSize;
   const stride = layout.stride;
   const optBuffers = f.optimizer === null ? [] : Array.from({ length: optimizerBufferCount(f.optimizer) }, (_, i) => ctx.optState.subarray(i * stride, (i + 1) * stride));
-  const out = { stepsDone: 0, passedFlags: 0, finite: true, stopped: false };
+  // With f.profile, every stretch of this task's time goes to the phase it ends (PHASE_*).
+  const phases = f.profile === true ? new Array<number>(PHASE_COUNT).fill(0) : null;
+  let lap = performance.now();
+  const mark = phases === null ? null : (k: number): void => {
+    const now = performance.now();
+    phases[k] += now - lap;
+    lap = now;
+  };
+  const out = { stepsDone: 0, passedFlags: 0, finite: true, stopped: false, ...(phases !== null ? { phases } : {}) };
   // Work is handed out by two shared counters: chunks (δ pass) and row blocks (gradient sums).
   // Every worker draws once past the end of each phase (that is how it learns the phase is
   // over), so a phase takes its items plus `parties` claims, and a claim's item is its value
@@ -323,8 +342,11 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
         Atomics.add(sync, SYNC_CHUNKS_DONE, 1);
       }
       claims.chunks += end - begin + parties;
+      mark?.(PHASE_DELTAS);
       sumAhead(ctx, size, begin, end, stamp);
+      mark?.(PHASE_GRADIENTS);
       if (!barrier(sync, parties, ++generation, timeout(), spinMs, resetAhead)) return out;
+      mark?.(PHASE_WAITING);
       if (begin === 0) testHooks?.afterDeltas(task.step + i, f.index);
       const last = end === chunks;
       mine.length = 0;
@@ -339,7 +361,9 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       }
       claims.rows += rows.length + parties;
       if (last) Atomics.store(sync, SYNC_FLAGS + f.index, finite && Number.isFinite(chunkStat(stats, chunks, 0)) ? 1 : 2);
+      mark?.(PHASE_GRADIENTS);
       if (!barrier(sync, parties, ++generation, timeout(), spinMs)) return out;
+      mark?.(PHASE_WAITING);
     }
     out.passedFlags = i + 1;
     for (let w = 0; w < parties; w++) {
@@ -359,6 +383,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       }
       out.stepsDone = i + 1;
     }
+    mark?.(PHASE_UPDATE);
     if (i + 1 === f.count) break;
     const decide = (): void => {
       Atomics.store(sync, SYNC_DECISION, Atomics.load(sync, SYNC_STOP));
@@ -368,6 +393,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       Atomics.notify(sync, SYNC_STEPS_DONE);
     };
     if (!barrier(sync, parties, ++generation, timeout(), spinMs, decide)) return out;
+    mark?.(PHASE_WAITING);
     claims.chunks = 0;
     claims.rows = 0;
     if (Atomics.load(sync, SYNC_DECISION) !== 0) {

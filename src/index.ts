@@ -2,7 +2,7 @@
 export { Model, createModel, computeGradient, normalizeInPlace, loadModel, saveModel, parseModelText, modelToText, computeNormalization, resolveModelSpec, MODEL_FORMAT, MODEL_VERSION, MAX_MODEL_FILE_BYTES } from './model.js';
 export type { ModelOptions, ModelFile, TargetInfo, Normalization, InputFields } from './model.js';
 export { Trainer, resolveFitOptions } from './trainer.js';
-export type { TrainerOptions, FitOptions, EvaluateOptions, PredictOptions, ResolvedFitOptions, EpochStats, StepProgress, History, Metrics } from './trainer.js';
+export type { TrainerOptions, FitOptions, EvaluateOptions, PredictOptions, ResolvedFitOptions, EpochStats, StepPhases, StepProgress, History, Metrics } from './trainer.js';
 export { makeDataset, toShared, splitDataset } from './dataset.js';
 export type { Dataset } from './dataset.js';
 // The NDJSON reader the CLI uses, for services that train on the same files (see README).

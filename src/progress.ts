@@ -1,7 +1,7 @@
 // Progress reporting for the CLI: a live line on a TTY, plain lines when piped, nothing with --quiet.
 // Writes to stderr so that stdout stays clean for --json and predictions.
 
-import type { EpochStats, StepProgress } from './trainer.js';
+import type { EpochStats, StepPhases, StepProgress } from './trainer.js';
 
 export interface ProgressSink {
   /** Records read so far from a data file (a large file takes seconds to load). */
@@ -28,7 +28,15 @@ export function epochLine(e: EpochStats, epochs: number): string {
   if (e.valLoss !== undefined) parts.push(`val_loss ${fmt(e.valLoss)}`);
   if (e.valAccuracy !== undefined) parts.push(`val_acc ${pct(e.valAccuracy)}`);
   parts.push(`${rate(e.samplesPerSec)} samples/s`, e.seconds < 1 ? `${(e.seconds * 1000).toFixed(1)}ms` : `${e.seconds.toFixed(2)}s`);
-  return parts.join('  ');
+  return parts.join('  ') + (e.phases !== undefined ? '\n' + phasesLine(e.phases) : '');
+}
+
+/** `train --profile`'s second line of an epoch: where a step's time went, per thread. */
+export function phasesLine(p: StepPhases): string {
+  const ms = (v: number): string => (v === 0 ? '0' : v.toPrecision(3));
+  const other = Math.max(0, p.stepMs - p.deltas - p.gradients - p.update - p.waiting);
+  const threads = p.threads === 1 ? 'on 1 thread:' : `on ${p.threads} threads, each:`;
+  return `  step ${ms(p.stepMs)} ms ${threads} δ pass ${ms(p.deltas)}, gradient sums ${ms(p.gradients)}, update ${ms(p.update)}, waiting ${ms(p.waiting)}; other ${ms(other)}`;
 }
 
 export function makeProgress(stream: NodeJS.WriteStream, quiet: boolean): ProgressSink {

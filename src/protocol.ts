@@ -114,8 +114,19 @@ export interface WorkerTask {
     readonly optimizer: OptimizerOptions | null;
     readonly t: number;
     readonly timeoutMs: number;
+    /** Time the phases of each step (StepsResult.phases). */
+    readonly profile?: boolean;
   };
 }
+
+/** Where a thread's time went, in ms summed over its steps: PHASE_DELTAS the δ pass of its
+ *  chunks, PHASE_GRADIENTS its gradient sums (ahead of the barrier included), PHASE_UPDATE the
+ *  optimizer update of its rows, PHASE_WAITING its waits at barriers. */
+export const PHASE_DELTAS = 0;
+export const PHASE_GRADIENTS = 1;
+export const PHASE_UPDATE = 2;
+export const PHASE_WAITING = 3;
+export const PHASE_COUNT = 4;
 
 /** What a worker did of a run of steps (counted from its first step). stepsDone: steps it
  *  finished, updates included. passedFlags: steps whose gradient barrier it passed, so that the
@@ -126,6 +137,8 @@ export interface StepsResult {
   readonly passedFlags: number;
   readonly finite: boolean;
   readonly stopped: boolean;
+  /** With steps.profile: PHASE_COUNT totals in ms (PHASE_*). */
+  readonly phases?: number[];
 }
 
 export interface WorkerResult {

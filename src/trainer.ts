@@ -21,7 +21,7 @@ import {
   CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, applyRowBlock, blockMemory, chunkCount, chunkStat, makeContext, rowBlocks, stepBatch,
   runChunks,
 } from './engine.js';
-import { STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask, syncLength } from './protocol.js';
+import { PHASE_COUNT, PHASE_DELTAS, PHASE_GRADIENTS, PHASE_UPDATE, PHASE_WAITING, STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask, syncLength } from './protocol.js';
 import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep } from './optim.js';
 import { Rng } from './rng.js';
 import { NumericError, OptionError, StateError, WorkerError, checkOptionKeys, signalOption } from './errors.js';
@@ -111,6 +111,10 @@ export interface FitOptions {
    *  (StateError). After a fit with `patience` the state is the last epoch's, also when the best
    *  epoch's weights were restored (as Keras' restore_best_weights). @default false */
   keepOptimizer?: boolean | undefined;
+  /** Time where each step's time goes and report it per epoch (EpochStats.phases): the δ pass,
+   *  the gradient sums, the update and the threads' waits for one another. Costs a few clock
+   *  reads per step and changes no result. @default false */
+  profile?: boolean | undefined;
 }
 
 // The option names, as objects with every key of the interface (the compiler checks that none is
@@ -119,13 +123,14 @@ const TRAINER_OPTION_KEYS = Object.keys({ threads: 1, workerHeapMb: 1 } satisfie
 const FIT_OPTION_KEYS = Object.keys({
   epochs: 1, batchSize: 1, optimizer: 1, lr: 1, momentum: 1, nesterov: 1, weightDecay: 1, beta1: 1, beta2: 1, eps: 1,
   shuffle: 1, seed: 1, validation: 1, patience: 1, signal: 1, onEpoch: 1, onStep: 1, checkpoint: 1, checkpointEvery: 1, onCheckpoint: 1,
-  resume: 1, clipNorm: 1, keepOptimizer: 1,
+  resume: 1, clipNorm: 1, keepOptimizer: 1, profile: 1,
 } satisfies Record<keyof FitOptions, 1>);
 
 /** FitOptions after resolveFitOptions: defaults filled in, the optimizer's settings gathered. */
 export interface ResolvedFitOptions
   extends Pick<FitOptions, 'validation' | 'patience' | 'signal' | 'onEpoch' | 'onStep' | 'checkpoint' | 'checkpointEvery' | 'onCheckpoint' | 'resume' | 'clipNorm'> {
   keepOptimizer: boolean;
+  profile: boolean;
   epochs: number;
   batchSize: number;
   optimizer: OptimizerOptions;
@@ -159,6 +164,32 @@ export interface EpochStats {
   /** Wall-clock seconds of the epoch, validation included. */
   seconds: number;
   steps: number;
+  /** With FitOptions.profile: where the epoch's step time went. */
+  phases?: StepPhases;
+}
+
+/**
+ * Where a training step's time goes (FitOptions.profile), in milliseconds per step of the epoch.
+ * Each phase is the mean over the threads of the step, so on one thread the phases add up to
+ * nearly stepMs; on a pool what stepMs has beyond them is the coordinator's share (a round trip
+ * per run of steps, progress callbacks). Work the coordinator does while the workers wait (the
+ * update under clipNorm) counts for every thread.
+ */
+export interface StepPhases {
+  /** Threads the steps ran on. */
+  threads: number;
+  /** Wall-clock time per step. */
+  stepMs: number;
+  /** Forward pass, loss and error terms δ(k) of the thread's chunks. */
+  deltas: number;
+  /** Gradient sums δ(k) n(k-1)ᵀ and the bias sums (on a pool, also those taken ahead of the
+   *  δ pass's end by a thread that ran out of chunks). */
+  gradients: number;
+  /** Optimizer update. */
+  update: number;
+  /** Waiting at barriers for the other threads (0 on one thread): the cost of their uneven
+   *  finishing times and of waking up. */
+  waiting: number;
 }
 
 export interface StepProgress {
@@ -575,7 +606,7 @@ export class Trainer {
     const tasks = Array.from({ length: t }, (_, w): WorkerTask => ({
       kind: 'grad', contextId: run.contextId, spec: this.model.layout.spec, perSampleAccuracy: run.ctx.perSampleAccuracy, buffers: run.buffers,
       batchStart: 0, batchSize: run.batchSize, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: 0, step: globalStep,
-      steps: { workers: t, index: w, first, count, samples: run.samples, optimizer, t: state.step + 1, timeoutMs: BARRIER_TIMEOUT_MS },
+      steps: { workers: t, index: w, first, count, samples: run.samples, optimizer, t: state.step + 1, timeoutMs: BARRIER_TIMEOUT_MS, profile: run.phases !== null },
     }));
     let delivered = 0;
     const deliver = (upTo: number): void => {
@@ -613,6 +644,7 @@ export class Trainer {
       opts.signal?.removeEventListener('abort', stop);
     }
     const steps = results.map((r) => r.steps!);
+    if (run.phases !== null) for (const r of steps) r.phases?.forEach((ms, p) => (run.phases![p] += ms));
     const k = Math.min(...steps.map((r) => r.stepsDone));
     deliver(k);
     state.step += k;
@@ -626,6 +658,7 @@ export class Trainer {
     const chunks = chunkCount(size, CHUNK_SIZE);
     const loss = chunkStat(ctx.stats, chunks, 0);
     if (!passed.finite) return Number.isFinite(loss) ? 'gradient' : 'loss';
+    const t0 = performance.now();
     if (optimizer === null) this.applyHere(run, size);
     else {
       state.step++;
@@ -633,6 +666,7 @@ export class Trainer {
         if (Atomics.load(sync, SYNC_APPLIED + b) !== k + 1) applyRowBlock(r, optimizer, state.step, state.buffers, ctx.params, ctx.gradSum, size);
       });
     }
+    this.addPhase(run, PHASE_UPDATE, performance.now() - t0);
     stepDone(loss, chunkStat(ctx.stats, chunks, 1));
     return null;
   }
@@ -643,13 +677,25 @@ export class Trainer {
     const { start, size } = stepBatch(run.batchSize, run.samples, step);
     const chunks = chunkCount(size, CHUNK_SIZE);
     ctx.gradSum.fill(0);
-    runChunks(ctx, { kind: 'grad', batchStart: start, batchSize: size, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: chunks }, ctx.sum);
+    const phases = run.phases === null ? null : new Array<number>(PHASE_COUNT).fill(0);
+    runChunks(ctx, { kind: 'grad', batchStart: start, batchSize: size, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: chunks }, ctx.sum, phases);
     const loss = chunkStat(ctx.stats, chunks, 0);
     if (!Number.isFinite(loss)) return 'loss';
     if (!allFinite(ctx.gradSum)) return 'gradient';
+    const t0 = performance.now();
     this.applyHere(run, size);
+    if (phases !== null) {
+      phases[PHASE_UPDATE] += performance.now() - t0;
+      phases.forEach((ms, p) => this.addPhase(run, p, ms));
+    }
     stepDone(loss, chunkStat(ctx.stats, chunks, 1));
     return null;
+  }
+
+  /** Adds `ms` of this thread's work to phase p of the profile (if any). The workers, if any,
+   *  wait for it, so it counts for every thread of the run. */
+  private addPhase(run: StepRun, p: number, ms: number): void {
+    if (run.phases !== null) run.phases[p] += ms * run.threads;
   }
 
   /** Clips (if asked) and applies the optimizer to the summed gradient in ctx.gradSum. */
@@ -802,7 +848,7 @@ export class Trainer {
     // Everything a checkpoint captures, so that a resumed run continues with the same bits.
     const optState: OptimizerState = makeOptimizerState(opts.optimizer, stride, ctx.optState);
     if (kept !== null) optState.step = kept.step;
-    const run: StepRun = { ctx, buffers, contextId, batchSize: B, samples: N, threads, opts, optState };
+    const run: StepRun = { ctx, buffers, contextId, batchSize: B, samples: N, threads, opts, optState, phases: opts.profile ? new Array<number>(PHASE_COUNT).fill(0) : null };
     let rng = new Rng(opts.seed);
     const history: History = { epochs: [], stoppedEarly: false, bestEpoch: 0 };
     let best = Infinity;
@@ -882,6 +928,7 @@ export class Trainer {
     try {
       for (let epoch = firstEpoch; epoch <= opts.epochs; epoch++) {
         const t0 = performance.now();
+        run.phases?.fill(0);
         const resumedMidEpoch = epoch === firstEpoch && firstStep > 0;
         if (!resumedMidEpoch) {
           // An abort that came during the last epoch's callbacks is honoured here, before this
@@ -978,6 +1025,7 @@ export class Trainer {
         const trainSeconds = (performance.now() - t0) / 1000;
         const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: (N - Math.min(N, stepBegin * B)) / trainSeconds, seconds: 0, steps };
         if (units > 0) stats1.accuracy = correct / (N * units);
+        if (run.phases !== null) stats1.phases = stepPhases(run.phases, threads, steps - stepBegin, trainSeconds);
         if (validation !== undefined) {
           let m: Metrics;
           try {
@@ -1092,6 +1140,19 @@ export function clipGradient(gradSum: Float64Array, batch: number, maxNorm: numb
 }
 const CLIP_EPS = 1e-6;
 
+/** The profile of an epoch's `n` steps from its thread-milliseconds per phase (StepRun.phases). */
+function stepPhases(totals: readonly number[], threads: number, n: number, trainSeconds: number): StepPhases {
+  const per = (p: number): number => (n > 0 ? totals[p] / (threads * n) : 0);
+  return {
+    threads,
+    stepMs: n > 0 ? (trainSeconds * 1000) / n : 0,
+    deltas: per(PHASE_DELTAS),
+    gradients: per(PHASE_GRADIENTS),
+    update: per(PHASE_UPDATE),
+    waiting: per(PHASE_WAITING),
+  };
+}
+
 /** What runSteps needs of a fit. */
 interface StepRun {
   readonly ctx: Context;
@@ -1103,6 +1164,9 @@ interface StepRun {
   readonly threads: number;
   readonly opts: ResolvedFitOptions;
   readonly optState: OptimizerState;
+  /** With opts.profile: the epoch's thread-milliseconds so far per phase (PHASE_*), summed over
+   *  threads; null otherwise. */
+  readonly phases: number[] | null;
 }
 
 /** How long, at least, a worker in a run of steps waits at a barrier for the others before leaving
@@ -1189,6 +1253,8 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
   const keepOptimizer = o.keepOptimizer ?? false;
   if (typeof keepOptimizer !== 'boolean') throw new OptionError('keepOptimizer', keepOptimizer, 'a boolean');
   if (keepOptimizer && o.resume !== undefined) throw new OptionError('keepOptimizer', keepOptimizer, 'false with resume (the checkpoint holds the optimizer state)');
+  const profile = o.profile ?? false;
+  if (typeof profile !== 'boolean') throw new OptionError('profile', profile, 'a boolean');
   for (const name of ['onEpoch', 'onStep', 'onCheckpoint'] as const)
     if (o[name] !== undefined && typeof o[name] !== 'function') throw new OptionError(name, o[name], 'a function');
   if (o.validation !== undefined && (typeof o.validation !== 'object' || o.validation === null))
@@ -1210,5 +1276,6 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
     resume: o.resume === undefined ? undefined : typeof o.resume === 'string' ? nonEmpty('resume', o.resume) : o.resume,
     clipNorm: o.clipNorm === undefined ? undefined : number('clipNorm', o.clipNorm, 0, Infinity, true),
     keepOptimizer,
+    profile,
   };
 }

@@ -91,6 +91,22 @@ describe('inputs that must work', () => {
     expect(quiet.code).toBe(0);
     expect(quiet.stderr).toBe('');
   });
+  it("--profile: a line per epoch on where a step's time went, and the same figures in --metrics", () => {
+    const metrics = path.join(dir, 'profile-metrics.ndjson');
+    const r = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '16', '--epochs', '2', '--batch', '64', '--threads', '2', '--profile', '--metrics', metrics]);
+    expect(r.code).toBe(0);
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('  step '));
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^  step [\d.]+ ms on 2 threads, each: δ pass [\d.]+, gradient sums [\d.]+, update [\d.]+, waiting [\d.]+; other [\d.]+$/);
+    const records = readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(records.map((m) => [m.epoch, m.threads])).toEqual([[1, 2], [2, 2]]);
+    for (const m of records) for (const k of ['step_ms', 'deltas_ms', 'gradients_ms', 'update_ms', 'waiting_ms']) expect(m[k], k).toBeGreaterThanOrEqual(0);
+    expect(records[0].deltas_ms).toBeGreaterThan(0);
+    // Without --profile neither the lines nor the fields.
+    const plain = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '16', '--epochs', '1', '--metrics', metrics]);
+    expect(plain.stderr).not.toContain('  step ');
+    expect(JSON.parse(readFileSync(metrics, 'utf8'))).not.toHaveProperty('step_ms');
+  });
   it('reads stdin with --data -', () => {
     const r = bptrain(['train', '--data', '-', '--hidden-layers', '3', '--epochs', '1', '--json'], readFileSync(path.join(root, 'data/tutorial-test.ndjson')));
     expect(r.code).toBe(0);

@@ -540,6 +540,37 @@ describe('abort, events and history', () => {
     await expect(trainer.fit(data, { keepOptimizer: true, resume: 'x.ckpt' })).rejects.toThrow(/keepOptimizer must be false with resume/);
     await trainer.close();
   });
+  it("profile: every epoch says where its steps' time went, and the weights are the same bits as without it (1-3 threads, clipNorm)", async () => {
+    const data = randomData(9, 300, 6, 3, 'cross-entropy');
+    for (const [threads, extra] of [[1, {}], [2, {}], [3, {}], [2, { clipNorm: 0.5 }]] as const) {
+      const run = async (profile: boolean) => {
+        const model = createModel({ layers: [6, 40, 3], seed: 3 });
+        await using trainer = new Trainer(model, { threads });
+        const h = await trainer.fit(data, { epochs: 2, batchSize: 96, optimizer: 'adam', lr: 0.01, profile, ...extra });
+        return { params: model.params, h };
+      };
+      const what = `threads=${threads} ${JSON.stringify(extra)}`;
+      const plain = await run(false);
+      const profiled = await run(true);
+      expect(sameBits(profiled.params, plain.params), what).toBe(true);
+      expect(plain.h.epochs.every((e) => e.phases === undefined), what).toBe(true);
+      for (const e of profiled.h.epochs) {
+        const p = e.phases!;
+        expect(p.threads, what).toBe(threads);
+        expect(p.deltas, what).toBeGreaterThan(0);
+        expect(p.gradients, what).toBeGreaterThan(0);
+        expect(p.update, what).toBeGreaterThan(0);
+        expect(p.waiting, what).toBeGreaterThanOrEqual(0);
+        if (threads === 1) expect(p.waiting, what).toBe(0);
+        // Each phase is a mean over threads of time inside the epoch's training: together they
+        // cannot exceed the wall-clock time per step.
+        expect(p.deltas + p.gradients + p.update + p.waiting, what).toBeLessThanOrEqual(p.stepMs * (1 + 1e-9));
+        expect(p.stepMs, what).toBeCloseTo((e.seconds * 1000) / e.steps, 0); // no validation: seconds are the steps'
+      }
+    }
+    await using trainer = new Trainer(createModel({ layers: [6, 10, 3] }), { threads: 1 });
+    await expect(trainer.fit(data, { profile: 1 } as never)).rejects.toThrow(/profile must be a boolean; received 1/);
+  });
   it('cross-entropy targets must be probabilities: a target outside [0, 1] is refused with its sample', async () => {
     const bce = createModel({ layers: [2, 3, 1], output: 'sigmoid', loss: 'binary-cross-entropy' });
     const trainer = new Trainer(bce, { threads: 1 });
