@@ -109,10 +109,16 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
         `${x.threads} (${x.threadsUsed})`, int(x.stats.samplesPerSec), pm(x.stats), range(x.stats),
         fixed(x.speedup), fixed(x.efficiency), sig(x.gflops),
       ])), '');
+    const most = Math.max(...sc.rows.map((x) => (typeof x.threadsUsed === 'number' ? x.threadsUsed : 1)));
+    const cores = r.machine.availableParallelism;
+    if (most > cores)
+      out.push(`**Rows with more threads than this machine's ${cores} cores measure oversubscription, not scaling:** the threads meet at barriers three times a step and wait for one another's turn on a core.`, '');
+    if (most < 16)
+      out.push(`Threads above ${most} were not measured in this run (the machine has ${cores} cores). On a machine with 16 cores: \`npm run bench -- --suites scaling --threads 1,2,4,8,16\`. A step's δ pass uses at most one thread per 32-sample chunk (B/32: 8 at batch 256); more threads share only its gradient sums and update.`, '');
     const profiled = sc.rows.filter((x) => x.phases !== null && x.phases !== undefined);
     if (profiled.length > 0) {
       out.push(`${h}## Where a step's time goes`, '');
-      out.push("From one fit per workload and thread count after the timing, with `profile: true` (its mean over the fit's epochs): milliseconds per step, each phase the mean over the step's threads. *Other* is the rest of the step's wall-clock time (the coordinator's round trips; about 0 on 1 thread). *Arithmetic × threads ÷ 1 thread* = (δ pass + gradient sums) × threads ÷ the same at 1 thread: 1.00 when splitting a step costs no extra work; above it, the threads' arithmetic itself runs slower together (shared caches and memory, the δ blocks handed between threads) — a loss that waiting does not show.", '');
+      out.push("From one fit per workload and thread count after the timing, with `profile: true` (its mean over the fit's epochs): wall-clock milliseconds per step, each phase the mean over the step's threads. *Other* is the rest of the step's time, the coordinator's (round trips on a pool; zeroing and checking the gradient and yielding to the event loop on 1 thread). *Arithmetic × threads ÷ 1 thread* = (δ pass + gradient sums) × threads ÷ the same at 1 thread: 1.00 when the threads do the one-thread work between them at one thread's pace; above it, their arithmetic ran slower side by side (shared caches and memory, δ blocks read by another thread, a core lost to other work for a while) or, for steps of a few microseconds, the fixed per-step costs of a parallel step (claims, atomics) outweigh the arithmetic. Waiting does not show that loss.", '');
       out.push(table(['workload', 'threads (used)', 'step ms', 'δ pass', 'gradient sums', 'update', 'waiting', 'other', 'arithmetic × threads ÷ 1 thread'],
         profiled.map((x) => {
           const p = x.phases!;
@@ -122,12 +128,6 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
             sig(Math.max(0, p.stepMs - p.deltas - p.gradients - p.update - p.waiting)), one === undefined ? '–' : fixed(work(p) / work(one))];
         })), '');
     }
-    const most = Math.max(...sc.rows.map((x) => (typeof x.threadsUsed === 'number' ? x.threadsUsed : 1)));
-    const cores = r.machine.availableParallelism;
-    if (most > cores)
-      out.push(`**Rows with more threads than this machine's ${cores} cores measure oversubscription, not scaling:** the threads meet at barriers three times a step and wait for one another's turn on a core.`, '');
-    if (most < 16)
-      out.push(`Threads above ${most} were not measured in this run (the machine has ${cores} cores). On a machine with 16 cores: \`npm run bench -- --suites scaling --threads 1,2,4,8,16\`. A step's δ pass uses at most one thread per 32-sample chunk (B/32: 8 at batch 256); more threads share only its gradient sums and update.`, '');
   }
 
   const k = r.suites.kernels;

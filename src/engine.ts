@@ -299,13 +299,14 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
   const optBuffers = f.optimizer === null ? [] : Array.from({ length: optimizerBufferCount(f.optimizer) }, (_, i) => ctx.optState.subarray(i * stride, (i + 1) * stride));
   // With f.profile, every stretch of this task's time goes to the phase it ends (PHASE_*).
   const phases = f.profile === true ? new Array<number>(PHASE_COUNT).fill(0) : null;
-  let lap = performance.now();
+  let lap = phases === null ? 0 : performance.now();
   const mark = phases === null ? null : (k: number): void => {
     const now = performance.now();
     phases[k] += now - lap;
     lap = now;
   };
-  const out = { stepsDone: 0, passedFlags: 0, finite: true, stopped: false, ...(phases !== null ? { phases } : {}) };
+  const out: { -readonly [K in keyof StepsResult]: StepsResult[K] } = { stepsDone: 0, passedFlags: 0, finite: true, stopped: false };
+  if (phases !== null) out.phases = phases;
   // Work is handed out by two shared counters: chunks (δ pass) and row blocks (gradient sums).
   // Every worker draws once past the end of each phase (that is how it learns the phase is
   // over), so a phase takes its items plus `parties` claims, and a claim's item is its value

@@ -33,7 +33,8 @@ export function epochLine(e: EpochStats, epochs: number): string {
 
 /** `train --profile`'s second line of an epoch: where a step's time went, per thread. */
 export function phasesLine(p: StepPhases): string {
-  const ms = (v: number): string => (v === 0 ? '0' : v.toPrecision(3));
+  // Three significant digits, never an exponent: 1210, 6.51, 0.46, 0.0123; 0 below 0.0005.
+  const ms = (v: number): string => (v >= 100 ? v.toFixed(0) : v < 0.0005 ? '0' : String(Number(v.toPrecision(3))));
   const other = Math.max(0, p.stepMs - p.deltas - p.gradients - p.update - p.waiting);
   const threads = p.threads === 1 ? 'on 1 thread:' : `on ${p.threads} threads, each:`;
   return `  step ${ms(p.stepMs)} ms ${threads} δ pass ${ms(p.deltas)}, gradient sums ${ms(p.gradients)}, update ${ms(p.update)}, waiting ${ms(p.waiting)}; other ${ms(other)}`;

@@ -169,11 +169,15 @@ export interface EpochStats {
 }
 
 /**
- * Where a training step's time goes (FitOptions.profile), in milliseconds per step of the epoch.
- * Each phase is the mean over the threads of the step, so on one thread the phases add up to
- * nearly stepMs; on a pool what stepMs has beyond them is the coordinator's share (a round trip
- * per run of steps, progress callbacks). Work the coordinator does while the workers wait (the
- * update under clipNorm) counts for every thread.
+ * Where a training step's time goes (FitOptions.profile), in milliseconds per step of the epoch,
+ * all wall-clock. Each phase is the mean over the threads of the step. What stepMs has beyond
+ * them is the coordinator's: on a pool, a round trip per run of steps; on one thread, zeroing
+ * and checking the gradient sum and yielding to the event loop; on both, the epoch's shuffle,
+ * progress callbacks and mid-epoch checkpoints, spread over the epoch's steps (so it is large
+ * for steps of a few microseconds). Work the coordinator does while the workers wait (the update
+ * under clipNorm) counts for every thread. The first epoch of a fit on new threads includes
+ * their start-up and the JIT's warm-up, mostly as waiting. On a machine busy with other work, a
+ * thread that loses its core for a while shows that time in the phase it was in.
  */
 export interface StepPhases {
   /** Threads the steps ran on. */
@@ -187,8 +191,8 @@ export interface StepPhases {
   gradients: number;
   /** Optimizer update. */
   update: number;
-  /** Waiting at barriers for the other threads (0 on one thread): the cost of their uneven
-   *  finishing times and of waking up. */
+  /** Waiting at barriers for the other threads (0 on one thread): their uneven finishing
+   *  times, and waking up. */
   waiting: number;
 }
 
@@ -658,7 +662,7 @@ export class Trainer {
     const chunks = chunkCount(size, CHUNK_SIZE);
     const loss = chunkStat(ctx.stats, chunks, 0);
     if (!passed.finite) return Number.isFinite(loss) ? 'gradient' : 'loss';
-    const t0 = performance.now();
+    const t0 = run.phases === null ? 0 : performance.now();
     if (optimizer === null) this.applyHere(run, size);
     else {
       state.step++;
@@ -666,7 +670,7 @@ export class Trainer {
         if (Atomics.load(sync, SYNC_APPLIED + b) !== k + 1) applyRowBlock(r, optimizer, state.step, state.buffers, ctx.params, ctx.gradSum, size);
       });
     }
-    this.addPhase(run, PHASE_UPDATE, performance.now() - t0);
+    if (run.phases !== null) this.addPhase(run, PHASE_UPDATE, performance.now() - t0);
     stepDone(loss, chunkStat(ctx.stats, chunks, 1));
     return null;
   }
@@ -677,16 +681,20 @@ export class Trainer {
     const { start, size } = stepBatch(run.batchSize, run.samples, step);
     const chunks = chunkCount(size, CHUNK_SIZE);
     ctx.gradSum.fill(0);
-    const phases = run.phases === null ? null : new Array<number>(PHASE_COUNT).fill(0);
+    // On one thread the times go straight into the epoch's totals; a step finished here for a
+    // pool (rare: a stalled worker) counts for each of its threads (addPhase).
+    const direct = run.threads === 1;
+    const phases = run.phases === null ? null : direct ? run.phases : new Array<number>(PHASE_COUNT).fill(0);
     runChunks(ctx, { kind: 'grad', batchStart: start, batchSize: size, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: chunks }, ctx.sum, phases);
     const loss = chunkStat(ctx.stats, chunks, 0);
     if (!Number.isFinite(loss)) return 'loss';
     if (!allFinite(ctx.gradSum)) return 'gradient';
-    const t0 = performance.now();
-    this.applyHere(run, size);
-    if (phases !== null) {
+    if (phases === null) this.applyHere(run, size);
+    else {
+      const t0 = performance.now();
+      this.applyHere(run, size);
       phases[PHASE_UPDATE] += performance.now() - t0;
-      phases.forEach((ms, p) => this.addPhase(run, p, ms));
+      if (!direct) phases.forEach((ms, p) => this.addPhase(run, p, ms));
     }
     stepDone(loss, chunkStat(ctx.stats, chunks, 1));
     return null;
@@ -1025,7 +1033,8 @@ export class Trainer {
         const trainSeconds = (performance.now() - t0) / 1000;
         const stats1: EpochStats = { epoch, loss: lossSum / N, samplesPerSec: (N - Math.min(N, stepBegin * B)) / trainSeconds, seconds: 0, steps };
         if (units > 0) stats1.accuracy = correct / (N * units);
-        if (run.phases !== null) stats1.phases = stepPhases(run.phases, threads, steps - stepBegin, trainSeconds);
+        // (An epoch resumed with no step left to take has nothing to profile.)
+        if (run.phases !== null && steps > stepBegin) stats1.phases = stepPhases(run.phases, threads, steps - stepBegin, trainSeconds);
         if (validation !== undefined) {
           let m: Metrics;
           try {
@@ -1142,10 +1151,10 @@ const CLIP_EPS = 1e-6;
 
 /** The profile of an epoch's `n` steps from its thread-milliseconds per phase (StepRun.phases). */
 function stepPhases(totals: readonly number[], threads: number, n: number, trainSeconds: number): StepPhases {
-  const per = (p: number): number => (n > 0 ? totals[p] / (threads * n) : 0);
+  const per = (p: number): number => totals[p] / (threads * n);
   return {
     threads,
-    stepMs: n > 0 ? (trainSeconds * 1000) / n : 0,
+    stepMs: (trainSeconds * 1000) / n,
     deltas: per(PHASE_DELTAS),
     gradients: per(PHASE_GRADIENTS),
     update: per(PHASE_UPDATE),

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HOST_TAG } from '../src/fsutil.js';
+import { phasesLine } from '../src/progress.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CLI = path.join(root, 'dist/src/cli.js');
@@ -102,6 +103,12 @@ describe('inputs that must work', () => {
     expect(records.map((m) => [m.epoch, m.threads])).toEqual([[1, 2], [2, 2]]);
     for (const m of records) for (const k of ['step_ms', 'deltas_ms', 'gradients_ms', 'update_ms', 'waiting_ms']) expect(m[k], k).toBeGreaterThanOrEqual(0);
     expect(records[0].deltas_ms).toBeGreaterThan(0);
+    // Figures of any size read as plain numbers: a full-batch step of over a second, a phase of
+    // nanoseconds (a float leftover).
+    expect(phasesLine({ threads: 1, stepMs: 1210.4, deltas: 638.2, gradients: 500.04, update: 4e-7, waiting: 0 }))
+      .toBe('  step 1210 ms on 1 thread: δ pass 638, gradient sums 500, update 0, waiting 0; other 72.2');
+    expect(phasesLine({ threads: 2, stepMs: 12.14, deltas: 6.512, gradients: 4.94, update: 0.46, waiting: 0.01234 }))
+      .toBe('  step 12.1 ms on 2 threads, each: δ pass 6.51, gradient sums 4.94, update 0.46, waiting 0.0123; other 0.216');
     // Without --profile neither the lines nor the fields.
     const plain = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '16', '--epochs', '1', '--metrics', metrics]);
     expect(plain.stderr).not.toContain('  step ');

@@ -149,10 +149,13 @@ describe('an abort during the validation pass', () => {
     expect((err as Error).name).toBe('AbortError');
     const c = await loadCheckpoint(ckpt);
     expect([c.epoch, c.step]).toEqual([2, 4]); // all 4 steps of epoch 2 done, its validation not
-    const h = await t2.fit(data, { ...fit, resume: ckpt });
+    const h = await t2.fit(data, { ...fit, resume: ckpt, profile: true });
     await t2.close();
     expect(sameBits(resumed.params, straight.params)).toBe(true);
     expect(h.epochs.map((e) => e.valLoss)).toEqual(expected.epochs.map((e) => e.valLoss));
+    // Epoch 1 is the checkpoint's (run without profile); epoch 2 resumed with no step left has
+    // nothing to profile (no figures of zero steps); epoch 3 has.
+    expect(h.epochs.map((e) => [e.epoch, e.phases === undefined])).toEqual([[1, true], [2, true], [3, false]]);
     const t3 = new Trainer(straight, { threads: 1 });
     await expect(t3.evaluate(validation, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
     await t3.close();
