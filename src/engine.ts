@@ -183,9 +183,10 @@ type RangeTask = Pick<WorkerTask, 'kind' | 'batchStart' | 'batchSize' | 'chunkSi
 
 /**
  * Runs chunks [chunkBegin, chunkEnd) of one minibatch on this thread; every kind writes each
- * chunk's loss sum and correct count into stats (zeros for 'predict'). 'grad' adds each chunk's gradient sum into
- * `sumInto`, in chunk order: sumInto = ((0 + s0) + s1) + …, which is exactly the parallel step's
- * sum (it writes s0, never -0, then adds s1, …), hence the same bits. With `phases`, the time of
+ * chunk's loss sum and correct count into stats (zeros for 'predict'). 'grad' sums the chunks'
+ * gradients into `sumInto` in chunk order, writing chunk 0's and adding the others':
+ * sumInto = (s0 + s1) + …, exactly the parallel step's sum, hence the same bits (so sumInto
+ * need not be zeroed first; a block sum is never -0, so writing s0 equals adding it to +0). With `phases`, the time of
  * a 'grad' chunk's δ pass and of its gradient sums is added to phases[PHASE_DELTAS] and
  * phases[PHASE_GRADIENTS] (same arithmetic, timed in two halves).
  */
@@ -199,12 +200,12 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
     let r: { loss: number; correct: number };
     if (t.kind === 'grad') {
       if (sumInto === null) throw new Error('runChunks: a gradient needs sumInto');
-      if (phases === null) r = chunkGradient(layout, ctx.P, sumInto, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, true, ctx.perSampleAccuracy);
+      if (phases === null) r = chunkGradient(layout, ctx.P, sumInto, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, c > 0, ctx.perSampleAccuracy);
       else {
         const t0 = performance.now();
         r = chunkDeltas(layout, ctx.P, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, ctx.perSampleAccuracy);
         const t1 = performance.now();
-        blockGradient(layout, sumInto, ctx.ws, S, true);
+        blockGradient(layout, sumInto, ctx.ws, S, c > 0);
         phases[PHASE_DELTAS] += t1 - t0;
         phases[PHASE_GRADIENTS] += performance.now() - t1;
       }

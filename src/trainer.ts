@@ -680,7 +680,6 @@ export class Trainer {
     const { ctx } = run;
     const { start, size } = stepBatch(run.batchSize, run.samples, step);
     const chunks = chunkCount(size, CHUNK_SIZE);
-    ctx.gradSum.fill(0);
     // On one thread the times go straight into the epoch's totals; a step finished here for a
     // pool (rare: a stalled worker) counts for each of its threads (addPhase).
     const direct = run.threads === 1;
