@@ -5,10 +5,11 @@
 // DIR_A and DIR_B are checkouts with their own `npm run build` done (dist/src/index.js), e.g. the
 // base of a change in a worktree: `git worktree add ../base <commit> && (cd ../base && npm ci &&
 // npm run build)`. Both builds train the same workload on the same data in one process, one
-// trainer per build and thread count, one-epoch fits taken in rotation, so a change in the
-// machine's load falls on every configuration alike; a full `npm run bench` of each build an hour
+// trainer per build and thread count, one-epoch fits taken in rounds, the order rotated from round
+// to round, so a change in the machine's load falls on every configuration alike; a full `npm run bench` of each build an hour
 // apart cannot separate builds a few percent apart on a shared machine (see README, Performance).
-// Prints the median fit time per configuration, B ÷ A speed per thread count, and each build's
+// Prints the median fit time per configuration, B ÷ A speed per thread count with the spread of
+// the per-round ratios, and each build's
 // own speedup; and whether the two builds' final weights are bit-identical (expected unless the
 // change touches the arithmetic). Not part of `npm run bench`: a tool, not a target.
 
@@ -47,9 +48,11 @@ async function main(): Promise<void> {
   if (values.help) return void process.stdout.write(USAGE);
   if (positionals.length !== 2) return fail('give two build directories');
   if (!WORKLOADS.some((w) => w.id === values.workload)) return fail(`unknown workload ${values.workload}`);
-  const threads = [...new Set(values.threads.split(',').map(Number))];
+  // Plain decimal digits only (Number() would also take ' 1', 1e1 and 0x2).
+  const items = values.threads.split(',');
+  const threads = [...new Set(items.map((x) => (/^\d+$/.test(x) ? Number(x) : NaN)))];
   if (!threads.every((t) => Number.isInteger(t) && t >= 1 && t <= 32)) return fail(`--threads must be integers from 1 to 32; received ${values.threads}`);
-  const fits = Number(values.fits);
+  const fits = /^\d+$/.test(values.fits) ? Number(values.fits) : NaN;
   if (!(Number.isInteger(fits) && fits >= 3)) return fail(`--fits must be an integer ≥ 3; received ${values.fits}`);
 
   const libs: (typeof Lib)[] = [];
@@ -74,7 +77,10 @@ async function main(): Promise<void> {
   const data = libs.map((lib) => lib.toShared({ ...raw, x: Float64Array.from(raw.x), y: Float64Array.from(raw.y) }));
   try {
     for (let round = 0; round <= fits; round++) {
-      for (const c of configs) {
+      // The order rotates from round to round, so that no configuration always runs first (or
+      // always right after the same other one).
+      for (let k = 0; k < configs.length; k++) {
+        const c = configs[(k + round) % configs.length];
         const t0 = performance.now();
         await c.trainer.fit(data[c.build === 'A' ? 0 : 1], { epochs: 1, batchSize: w.batchSize, optimizer: 'sgd', lr: LR, shuffle: false });
         if (round > 0) c.times.push(performance.now() - t0); // round 0 warms up the JIT and the pools
@@ -88,12 +94,16 @@ async function main(): Promise<void> {
   const lines = [
     `${w.id} (${w.layers.join('-')}, batch ${w.batchSize}, ${raw.size} samples per fit), ${fits} one-epoch fits per configuration in rotation; A = ${positionals[0]}, B = ${positionals[1]}`,
     '',
-    '| threads | A median ms | B median ms | A samples/s | B samples/s | B ÷ A speed | same bits |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| threads | A median ms | B median ms | A samples/s | B samples/s | B ÷ A speed | B ÷ A per round: middle half (all) | same bits |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...threads.map((t) => {
       const a = get('A', t), b = get('B', t);
       const same = a.model.params.length === b.model.params.length && a.model.params.every((v, i) => Object.is(v, b.model.params[i]));
-      return `| ${t} | ${median(a.times).toFixed(1)} | ${median(b.times).toFixed(1)} | ${Math.round(rate(a))} | ${Math.round(rate(b))} | ${(rate(b) / rate(a)).toFixed(3)} | ${same ? 'yes' : 'no'} |`;
+      // Each round's own ratio (the two fits ran within a second of each other): its spread says
+      // how far one figure of B ÷ A can be trusted on this machine at this time.
+      const perRound = a.times.map((ta, i) => ta / b.times[i]).sort((x, y) => x - y);
+      const q = (p: number): string => perRound[Math.min(perRound.length - 1, Math.floor(p * perRound.length))].toFixed(3);
+      return `| ${t} | ${median(a.times).toFixed(1)} | ${median(b.times).toFixed(1)} | ${Math.round(rate(a))} | ${Math.round(rate(b))} | ${(rate(b) / rate(a)).toFixed(3)} | ${q(0.25)}–${q(0.75)} (${q(0)}–${q(1)}) | ${same ? 'yes' : 'no'} |`;
     }),
   ];
   if (threads.includes(1))

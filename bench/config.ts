@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BenchTiming } from './measure.js';
 import { MAX_THREADS } from '../src/trainer.js';
+import { closestName } from '../src/errors.js';
 
 export const SUITES = ['scaling', 'kernels', 'peers'] as const;
 export type SuiteName = (typeof SUITES)[number];
@@ -40,7 +41,8 @@ export interface BenchConfig {
   outDir: string;
   /** Also rewrite BENCHMARKS.md at the repository root (full runs only). */
   updateDocs: boolean;
-  /** Every suite, the default time budget, not quick: such runs alone replace latest.*. */
+  /** Runs with --update-docs alone replace latest.json/latest.svg, which BENCHMARKS.md links, so
+   *  that the page, its plot and its data always come from one run. */
   complete: boolean;
   timing: BenchTiming;
   sizes: Sizes;
@@ -57,8 +59,12 @@ export const USAGE = `Usage: npm run bench -- [options]   (or: bptrain bench [op
   --time MS           time budget per task in ms (default 2000; quick: 0)
   --out DIR           where the results go (default bench/results in the repository;
                       bptrain-bench in the current directory for an installed bptrain)
-  --update-docs       also rewrite BENCHMARKS.md from this run (a full default run only:
-                      all suites, the default --time, no --quick, no --out)
+  --update-docs       also rewrite BENCHMARKS.md (and latest.json, latest.svg, which it
+                      shows) from this run: a full default run only (all suites, the
+                      default --threads and --time, no --quick, no --out)
+
+  One thread is always measured (speedups are relative to it); repeated thread counts count
+  once. --time is a minimum: the scaling suite runs at least 8 rounds whatever it says.
   -h, --help          this text
 `;
 
@@ -94,11 +100,15 @@ export function missingPackages(names: readonly string[], resolve: (name: string
 }
 
 /** What to run to get the missing development dependencies `names`, with bptrain's own version
- *  ranges for them (read from its package.json, so the hint stays true). */
+ *  ranges (read from its package.json, so the hint stays true). The command installs every
+ *  package the bench uses, not only the missing ones: `npm install --no-save` removes the
+ *  packages an earlier `--no-save` put there, so two hints followed one after the other would
+ *  undo each other. */
 export function installHint(names: readonly string[], devDependencies: Record<string, string> = readDevDependencies()): string {
-  const specs = names.map((n) => (devDependencies[n] !== undefined ? `${n}@${devDependencies[n]}` : n));
+  const specs = [...new Set([...DATA_PACKAGES, ...PEER_PACKAGES, ...names])].map((n) => (devDependencies[n] !== undefined ? `${n}@${devDependencies[n]}` : n));
   return `${names.join(', ')} ${names.length === 1 ? 'is a development dependency' : 'are development dependencies'} of bptrain, ` +
-    `not installed here: in a clone of the repository run \`npm ci\`; beside an installed bptrain run \`npm install --no-save ${specs.join(' ')}\``;
+    `not installed here: in a clone of the repository run \`npm ci\`; beside an installed bptrain run \`npm install --no-save ${specs.join(' ')}\` ` +
+    '(all the packages the bench uses, in one command: a later `npm install --no-save` removes what an earlier one added)';
 }
 
 function readDevDependencies(): Record<string, string> {
@@ -141,8 +151,9 @@ function shellQuote(a: string): string {
  *  'bptrain bench', 'node dist/bench/run.js'). */
 export function parseBenchArgs(argv: string[], invokedAs = 'npm run bench --'): BenchConfig | null {
   let values;
+  let tokens;
   try {
-    ({ values } = parseArgs({
+    ({ values, tokens } = parseArgs({
       args: argv,
       strict: true,
       allowPositionals: false,
@@ -155,12 +166,27 @@ export function parseBenchArgs(argv: string[], invokedAs = 'npm run bench --'): 
         'update-docs': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
+      tokens: true,
     }));
   } catch (err) {
     const message = (err as Error).message;
     // parseArgs reads a negative number as an option ("argument is ambiguous"): say what is wrong.
     const ambiguous = /Option '(--[a-z-]+)'.* argument is ambiguous/.exec(message);
-    throw new UsageError(ambiguous !== null ? `${ambiguous[1]}: a value starting with '-' is not allowed here (a non-negative integer or a list of them)` : message);
+    if (ambiguous !== null) throw new UsageError(`${ambiguous[1]}: a value starting with '-' is not allowed here (${VALUE_OF[ambiguous[1]] ?? 'a value'})`);
+    const unknown = /Unknown option '(--?[^']+)'/.exec(message);
+    if (unknown !== null) {
+      const name = unknown[1].replace(/^-+/, '').replace(/=.*/, '');
+      const near = closestName(name, OPTION_NAMES);
+      throw new UsageError(`unknown option ${unknown[1]}${near !== undefined ? ` (did you mean --${near}?)` : ''}`);
+    }
+    throw new UsageError(message);
+  }
+  // A value given twice is a mistake in a script (the last one would win silently).
+  const seen = new Set<string>();
+  for (const t of tokens ?? []) {
+    if (t.kind !== 'option') continue;
+    if (seen.has(t.name)) throw new UsageError(`--${t.name} is given more than once`);
+    seen.add(t.name);
   }
   if (values.help) return null;
   const quick = values.quick === true;
@@ -175,20 +201,21 @@ export function parseBenchArgs(argv: string[], invokedAs = 'npm run bench --'): 
   for (const s of suites)
     if (!(SUITES as readonly string[]).includes(s)) throw new UsageError(`--suites: unknown suite '${s}' (known: ${SUITES.join(', ')})`);
 
-  const time = values.time !== undefined ? nonNegativeInt(values.time, '--time') : quick ? 0 : DEFAULT_TIME;
-  // BENCHMARKS.md shows the whole picture: only a run of every suite, with the default time
-  // budget, into the repository's results folder, may rewrite it.
-  if (values['update-docs'] && (quick || suites.length !== SUITES.length || time !== DEFAULT_TIME || values.out !== undefined))
-    throw new UsageError('--update-docs needs a full default run: all suites, the default --time, no --quick, no --out');
+  const time = values.time !== undefined ? nonNegativeInt(values.time, '--time', MAX_TIME) : quick ? 0 : DEFAULT_TIME;
+  // BENCHMARKS.md shows the whole picture: only a run of every suite, with the default thread
+  // counts and time budget, into the repository's results folder, may rewrite it.
+  const updateDocs = values['update-docs'] === true;
+  if (updateDocs && (quick || suites.length !== SUITES.length || time !== DEFAULT_TIME || values.out !== undefined || values.threads !== undefined))
+    throw new UsageError('--update-docs needs a full default run: all suites, the default --threads and --time, no --quick, no --out');
+  if (values.out === '') throw new UsageError("--out: expected a folder; received ''");
 
   return {
     quick,
     threads: threadList,
     suites: SUITES.filter((s) => suites.includes(s)),
     outDir: path.resolve(values.out ?? defaultOutDir()),
-    updateDocs: values['update-docs'] === true,
-    // latest.json/latest.svg (which BENCHMARKS.md links) come only from runs of the same kind.
-    complete: !quick && suites.length === SUITES.length && time === DEFAULT_TIME,
+    updateDocs,
+    complete: updateDocs,
     timing: quick
       ? { time, iterations: 1, warmupTime: 0, warmupIterations: 1 }
       : { time, iterations: 5, warmupTime: 250, warmupIterations: 1 },
@@ -212,11 +239,22 @@ function positiveInt(s: string, name: string, max: number): number {
   return n;
 }
 
-function nonNegativeInt(s: string, name: string): number {
+function nonNegativeInt(s: string, name: string, max: number): number {
   const n = /^\d+$/.test(s) ? Number(s) : NaN;
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${name}: '${s}' is not a non-negative integer`);
+  if (!Number.isInteger(n) || n < 0 || n > max) throw new UsageError(`${name}: '${s}' is not an integer from 0 to ${max}`);
   return n;
 }
+
+/** The longest --time accepted, ms (an hour per task). */
+const MAX_TIME = 3_600_000;
+
+/** What each option takes, for messages. */
+const VALUE_OF: Record<string, string> = {
+  '--threads': 'a comma-separated list of thread counts from 1', '--suites': `a comma-separated list of ${SUITES.join(', ')}`,
+  '--time': 'milliseconds, an integer from 0', '--out': 'a folder',
+};
+const OPTION_NAMES = ['quick', 'threads', 'suites', 'time', 'out', 'update-docs', 'help'];
+
 
 function range1(n: number): number[] {
   return Array.from({ length: Math.max(1, n) }, (_, i) => i + 1);

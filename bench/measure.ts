@@ -36,7 +36,7 @@ export interface Stats {
   sdMs: number;
   /** Relative margin of error of the mean, percent (95% confidence, Student's t). */
   rmePct: number;
-  /** samplesPerTask ÷ mean time. */
+  /** samplesPerTask ÷ median time (of the calls, or of the rounds' per-call times). */
   samplesPerSec: number;
   /** From the slowest and the fastest call. */
   samplesPerSecMin: number;

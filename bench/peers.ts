@@ -1,6 +1,7 @@
 // Peers suite: the same network, data, batch size and optimiser (plain SGD, same learning rate)
 // trained by TensorFlow.js layers' model.fit on its pure-JS 'cpu' backend and on its 'wasm'
-// backend, next to bptrain at 1 and 2 threads, all in this run.
+// backend, next to bptrain at 1 and 2 threads, all in this run: bptrain and the wasm backend
+// (which the target compares) interleaved in rounds, the cpu backend after them.
 //
 // TF.js is a devDependency (@tensorflow/tfjs-core, -layers, -backend-cpu, -backend-wasm, pinned
 // at 4.22.0; not tfjs-node, which is native). It is imported only here and only dynamically, so a
@@ -16,7 +17,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { Trainer, createModel } from '../src/index.js';
 import { LR, PEER_PACKAGES, SEED, installHint, missingPackages, type BenchConfig } from './config.js';
-import { measure, type Stats } from './measure.js';
+import { measure, measureInterleaved, type Stats, type TaskSpec } from './measure.js';
 import type { PeerRow, PeersResult } from './results.js';
 import { DataBank, modelOptions, netLabel, weightCount, workload } from './workloads.js';
 
@@ -62,58 +63,75 @@ export async function runPeers(cfg: BenchConfig, bank: DataBank, log: (line: str
   const weights = weightCount(w.layers);
   const row = (impl: string, precision: PeerRow['precision'], threads: string, stats: Stats): PeerRow =>
     ({ impl, precision, threads, stats, gflops: (6 * weights * stats.samplesPerSec) / 1e9 });
-
-  // bptrain, measured here too so that all the compared numbers come from the same minutes.
-  log(`peers: bptrain, ${base.network}, batch ${batchSize}, ${data.size} samples/task`);
-  const threadCounts = [1, 2];
-  const trainers = threadCounts.map((threads) => new Trainer(createModel(modelOptions(w)), { threads }));
-  try {
-    const stats = await measure('peers/bptrain', cfg.timing, threadCounts.map((threads, i) => ({
-      name: `threads=${threads}`, samples: data.size, async: true,
-      fn: () => trainers[i].fit(data, { epochs: 1, batchSize, optimizer: 'sgd', lr: LR, shuffle: false }),
-    })));
-    threadCounts.forEach((t) => base.rows.push(row('bptrain', 'float64', String(t), stats.get(`threads=${t}`)!)));
-  } finally {
-    await Promise.all(trainers.map((t) => t.close()));
-  }
-
   const info: NonNullable<PeersResult['tfjs']> = { version: tf.version_core, wasmSimd: null, wasmThreads: null };
   if (loaded.wasmError !== undefined) info.wasmError = loaded.wasmError;
-  const backends: ('cpu' | 'wasm')[] = wasm !== null ? ['cpu', 'wasm'] : ['cpu'];
-  for (const backend of backends) {
-    log(`peers: TF.js ${tf.version_core} layers model.fit, backend ${backend}`);
+
+  /** Switches TF.js to `backend`; false (and the reason in info) when it does not start. */
+  const useBackend = async (backend: 'cpu' | 'wasm'): Promise<boolean> => {
     let ok: boolean;
     try {
       ok = await tf.setBackend(backend);
       await tf.ready();
     } catch (err) {
       ok = false;
-      info.wasmError ??= firstLine(err);
+      if (backend === 'wasm') info.wasmError ??= firstLine(err);
     }
     if (!ok || tf.getBackend() !== backend) {
       log(`peers: TF.js backend ${backend} did not start; skipped`);
       if (backend === 'wasm') info.wasmError ??= 'setBackend failed';
-      continue;
+      return false;
     }
     if (backend === 'wasm' && wasm !== null) {
       info.wasmSimd = (await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) as boolean;
       info.wasmThreads = wasm.getThreadsCount();
     }
+    return true;
+  };
+  /** A TF.js model of the network on the current backend, as a task, and its disposal. */
+  const tfTask = (name: string): { task: TaskSpec; dispose(): void } => {
     const { model, xs, ys } = tfSetup(tf, tfl, data.x, data.y, data.size, w.layers);
+    return {
+      task: { name, samples: data.size, async: true, fn: () => model.fit(xs, ys, { batchSize, epochs: 1, shuffle: false, verbose: 0 }) },
+      dispose() { model.dispose(); xs.dispose(); ys.dispose(); },
+    };
+  };
+
+  // bptrain at 1 and 2 threads and TF.js wasm, which the target compares, run interleaved in
+  // rounds (as the scaling suite), so that the machine's changes of load fall on all three alike.
+  // TF.js's pure-JS cpu backend, 4× slower and not part of a target, is timed after them alone.
+  const threadCounts = [1, 2];
+  const trainers = threadCounts.map((threads) => new Trainer(createModel(modelOptions(w)), { threads }));
+  const rows: PeerRow[] = [];
+  let wasmRow: PeerRow | null = null;
+  try {
+    const tasks: TaskSpec[] = threadCounts.map((threads, i) => ({
+      name: `bptrain threads=${threads}`, samples: data.size, async: true,
+      fn: () => trainers[i].fit(data, { epochs: 1, batchSize, optimizer: 'sgd', lr: LR, shuffle: false }),
+    }));
+    const wasmOn = wasm !== null && (await useBackend('wasm'));
+    const wasmTask = wasmOn ? tfTask('TF.js wasm') : null;
     try {
-      const stats = await measure(`peers/tfjs-${backend}`, cfg.timing, [{
-        name: 'fit', samples: data.size, async: true,
-        fn: () => model.fit(xs, ys, { batchSize, epochs: 1, shuffle: false, verbose: 0 }),
-      }]);
-      const threads = backend === 'wasm' ? String(info.wasmThreads ?? '?') : '1';
-      base.rows.push(row(`TF.js ${backend}`, 'float32', threads, stats.get('fit')!));
+      log(`peers: bptrain (1 and 2 threads)${wasmOn ? ` and TF.js ${tf.version_core} wasm, interleaved` : ''}: ${base.network}, batch ${batchSize}, ${data.size} samples/task`);
+      const stats = await measureInterleaved('peers', cfg.timing, wasmTask !== null ? [...tasks, wasmTask.task] : tasks, cfg.quick);
+      threadCounts.forEach((t) => rows.push(row('bptrain', 'float64', String(t), stats.get(`bptrain threads=${t}`)!)));
+      if (wasmTask !== null) wasmRow = row('TF.js wasm', 'float32', String(info.wasmThreads ?? '?'), stats.get('TF.js wasm')!);
     } finally {
-      model.dispose();
-      xs.dispose();
-      ys.dispose();
+      wasmTask?.dispose();
+    }
+  } finally {
+    await Promise.all(trainers.map((t) => t.close()));
+  }
+  if (await useBackend('cpu')) {
+    log(`peers: TF.js ${tf.version_core} layers model.fit, backend cpu`);
+    const cpu = tfTask('fit');
+    try {
+      rows.push(row('TF.js cpu', 'float32', '1', (await measure('peers/tfjs-cpu', cfg.timing, [cpu.task])).get('fit')!));
+    } finally {
+      cpu.dispose();
     }
   }
-  return { ...base, tfjs: info };
+  if (wasmRow !== null) rows.push(wasmRow);
+  return { ...base, rows, tfjs: info };
 }
 
 /** A tf.sequential of dense layers equal to the bptrain network, compiled with SGD(LR) and

@@ -68,7 +68,8 @@ const sig = (x: number, digits = 3): string => {
   return Number(x.toPrecision(digits)).toString();
 };
 const fixed = (x: number | null, d = 2): string => (x === null ? '–' : x.toFixed(d));
-const pm = (s: Stats): string => `±${s.rmePct.toFixed(1)}%`;
+// One timed call (a quick run) has no spread: a dash, not a reassuring ±0.0%.
+const pm = (s: Stats): string => (s.runs <= 1 ? '–' : `±${s.rmePct.toFixed(1)}%`);
 const range = (s: Stats): string => `${int(s.samplesPerSecMin)}–${int(s.samplesPerSecMax)}`;
 
 function table(head: string[], rows: string[][]): string {
@@ -83,9 +84,9 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
   const t = r.config.timing;
   const out: string[] = [];
   out.push(`${h} Run of ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC`, '');
-  out.push(`- Command: \`${r.command}\` (${r.durationSec.toFixed(0)} s)${r.commit !== undefined ? `, at commit ${r.commit}` : ''}`);
+  out.push(`- Command: \`${r.command}\` (${r.durationSec.toFixed(0)} s)${r.version !== undefined ? `, bptrain ${r.version}` : ''}${r.commit !== undefined ? ` at commit ${r.commit}` : ''}`);
   out.push(`- Machine: ${m.cpuModel}, ${m.cores} logical cores (os.availableParallelism() = ${m.availableParallelism}), ${m.totalMemGiB.toFixed(0)} GiB; ${m.platform} ${m.arch}; Node ${m.node}, V8 ${m.v8}; tinybench ${m.tinybench ?? '?'}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(', ')}`);
-  out.push(`- Method: tinybench \`Bench\`es (one per workload or comparison), warm-up on (≥ ${t.warmupIterations} call, ≥ ${t.warmupTime} ms), then ≥ ${t.iterations} timed calls and ≥ ${t.time} ms per task. samples/s = samples per task ÷ median task time (robust to a shared machine's bursts). ${r.quick ? 'Quick runs time a single call per task: their figures only show that the suites run.' : "The scaling suite runs in rounds of about 150 ms per thread count, at least 8, every thread count once per round with the order rotated, so a burst falls on every thread count alike; its figures come from each round's mean time per call: the median over the rounds, ± its 95% confidence half-width, range = slowest–fastest round. The other suites: ± = tinybench's rme (95% confidence half-width of the mean), range = slowest–fastest call."} The coordinator overhead's µs per step is from the mean. Seed ${r.config.seed} everywhere; SGD, lr ${r.config.lr}, no shuffling.`);
+  out.push(`- Method: tinybench \`Bench\`es (one per workload or comparison), warm-up on (≥ ${t.warmupIterations} call, ≥ ${t.warmupTime} ms), then ≥ ${t.iterations} timed calls and ≥ ${t.time} ms per task. samples/s = samples per task ÷ median task time (robust to a shared machine's bursts). ${r.quick ? 'Quick runs time a single call per task: their figures only show that the suites run.' : "The scaling suite runs in at least 8 rounds; in each, every thread count times a batch of calls of about 150 ms (at least one call: a whole epoch where one takes longer), the order rotated from round to round, so that a burst falls on every thread count alike. Its samples/s come from the median round (time per call), ± is the 95% confidence half-width of the rounds' mean, relative, and range = slowest–fastest round. The peers suite's bptrain and TF.js wasm rows run the same way. The rest: ± = tinybench's rme (95% confidence half-width of the mean), range = slowest–fastest call."} The coordinator overhead's µs per step is from the mean. Seed ${r.config.seed} everywhere; SGD, lr ${r.config.lr}, no shuffling.`);
   if (r.quick) out.push('', '> **Quick run**: tiny sizes and one timed call per task. These numbers show that the suites run, not how fast anything is.');
   out.push('');
 
@@ -119,13 +120,15 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
     if (profiled.length > 0) {
       out.push(`${h}## Where a step's time goes`, '');
       out.push("From one fit per workload and thread count after the timing, with `profile: true` (its mean over the fit's epochs): wall-clock milliseconds per step, each phase the mean over the step's threads. *Other* is the rest of the step's time, the coordinator's (round trips on a pool; zeroing and checking the gradient and yielding to the event loop on 1 thread). *Arithmetic × threads ÷ 1 thread* = (δ pass + gradient sums) × threads ÷ the same at 1 thread: 1.00 when the threads do the one-thread work between them at one thread's pace; above it, their arithmetic ran slower side by side (shared caches and memory, δ blocks read by another thread, a core lost to other work for a while) or, for steps of a few microseconds, the fixed per-step costs of a parallel step (claims, atomics) outweigh the arithmetic. Waiting does not show that loss.", '');
-      out.push(table(['workload', 'threads (used)', 'step ms', 'δ pass', 'gradient sums', 'update', 'waiting', 'other', 'arithmetic × threads ÷ 1 thread'],
+      out.push("These come from a fit of three epochs at one moment, while the scaling table's figures are medians of many rounds: on a shared machine the two can disagree (*speedup here* = 1-thread step time ÷ this step time, from these fits alone).", '');
+      out.push(table(['workload', 'threads (used)', 'step ms', 'δ pass', 'gradient sums', 'update', 'waiting', 'other', 'arithmetic × threads ÷ 1 thread', 'speedup here'],
         profiled.map((x) => {
           const p = x.phases!;
           const one = profiled.find((y) => y.workload === x.workload && y.threads === 1)?.phases ?? undefined;
           const work = (q: StepPhases): number => (q.deltas + q.gradients) * q.threads;
           return [x.workload, `${x.threads} (${x.threadsUsed})`, sig(p.stepMs), sig(p.deltas), sig(p.gradients), sig(p.update), sig(p.waiting),
-            sig(Math.max(0, p.stepMs - p.deltas - p.gradients - p.update - p.waiting)), one === undefined ? '–' : fixed(work(p) / work(one))];
+            sig(Math.max(0, p.stepMs - p.deltas - p.gradients - p.update - p.waiting)), one === undefined ? '–' : fixed(work(p) / work(one)),
+            one === undefined ? '–' : fixed(one.stepMs / p.stepMs)];
         })), '');
     }
   }
@@ -151,7 +154,7 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
     } else {
       const tf = p.tfjs;
       const b2 = p.rows.find((x) => x.impl === 'bptrain' && x.threads === '2');
-      out.push(`Same data (the first ${p.samples} MNIST training digits), network ${p.network} (relu, softmax, categorical cross-entropy), batch ${p.batchSize}, plain SGD lr ${r.config.lr}, one epoch per task, no shuffling. TF.js ${tf?.version ?? '?'} layers \`model.fit\`; its tensors are float32 copies of the same Float64Array data, bptrain computes in float64. TF.js wasm: SIMD ${tf?.wasmSimd ?? '?'}, ${tf?.wasmThreads ?? '?'} thread(s) (TF.js does not use wasm threads under Node).${tf?.wasmError !== undefined ? ` wasm backend error: ${tf.wasmError}.` : ''}`, '');
+      out.push(`Same data (the first ${p.samples} MNIST training digits), network ${p.network} (relu, softmax, categorical cross-entropy), batch ${p.batchSize}, plain SGD lr ${r.config.lr}, one epoch per task, no shuffling. TF.js ${tf?.version ?? '?'} layers \`model.fit\`; its tensors are float32 copies of the same Float64Array data, bptrain computes in float64. TF.js wasm: SIMD ${tf?.wasmSimd ?? '?'}, ${tf?.wasmThreads ?? '?'} thread(s) (TF.js does not use wasm threads under Node). bptrain and TF.js wasm ran interleaved in rounds, as the scaling suite (± and range as there); TF.js cpu was timed after them.${tf?.wasmError !== undefined ? ` wasm backend error: ${tf.wasmError}.` : ''}`, '');
       out.push(table(['implementation', 'precision', 'threads', 'samples/s', '±', 'range', 'GFLOP/s', 'bptrain 2 threads ÷ this'],
         p.rows.map((x) => [x.impl, x.precision, x.threads, int(x.stats.samplesPerSec), pm(x.stats), range(x.stats), sig(x.gflops),
           b2 === undefined ? '–' : fixed(b2.stats.samplesPerSec / x.stats.samplesPerSec)])), '');

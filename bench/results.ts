@@ -106,8 +106,10 @@ export interface BenchResults {
   finishedAt: string;
   durationSec: number;
   command: string;
+  /** bptrain's version (package.json); absent in files written before it was recorded. */
+  version?: string;
   /** The checked-out commit (`git describe --always`; "-dirty" when code differs from it, not
-   *  counting earlier results), when git can tell. */
+   *  counting earlier results), when git can tell; absent for an installed bptrain. */
   commit?: string;
   quick: boolean;
   machine: Machine;

@@ -6,7 +6,7 @@
 // offer `bptrain bench` as a thin wrapper; it never calls process.exit.
 
 import { execFileSync } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, promises as fsp, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DATA_PACKAGES, LR, SEED, USAGE, UsageError, installHint, missingPackages, parseBenchArgs, repoRoot, type BenchConfig } from './config.js';
@@ -42,6 +42,15 @@ export async function runBenchmarks(argv: string[], invokedAs = process.env.npm_
     process.stderr.write(`bench: the suites train on MNIST digits, but ${installHint(missing)}\n`);
     return 1;
   }
+  // The results folder is made and checked before the suites run, not after a run of minutes.
+  try {
+    prepareFolder(cfg.outDir);
+  } catch (err) {
+    process.stderr.write(`bench: --out ${cfg.outDir}: ${(err as Error).message}\n`);
+    return 2;
+  }
+  // Progress goes to stderr; a reader that went away (… 2>&1 | head -1) must not end the run.
+  process.stderr.on('error', () => {});
   const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
   const started = new Date();
   const t0 = performance.now();
@@ -65,6 +74,7 @@ export async function runBenchmarks(argv: string[], invokedAs = process.env.npm_
     finishedAt: new Date().toISOString(),
     durationSec: (performance.now() - t0) / 1000,
     command: cfg.command,
+    version: ownVersion(),
     ...commitOf(repoRoot()),
     quick: cfg.quick,
     machine,
@@ -122,13 +132,46 @@ if (isProgram(import.meta.url)) {
  *  "-dirty" when files other than the benchmark's own outputs (bench/results/, BENCHMARKS.md,
  *  which earlier runs leave changed) differ from it. */
 function commitOf(dir: string): { commit?: string } {
+  // An installed bptrain is no checkout of its own: git would answer for the project around it.
+  if (dir.split(path.sep).includes('node_modules')) return {};
   const git = (...args: string[]): string => execFileSync('git', args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   try {
     const commit = git('describe', '--always');
     if (commit === '') return {};
-    const changed = git('status', '--porcelain', '--', '.', ':(exclude)bench/results', ':(exclude)BENCHMARKS.md');
+    // Untracked files (a tarball from npm pack, notes) change no code that tracked files do not import.
+    const changed = git('status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)bench/results', ':(exclude)BENCHMARKS.md');
     return { commit: changed === '' ? commit : `${commit}-dirty` };
   } catch {
     return {}; // not a git checkout, or no git
+  }
+}
+
+/** Makes `dir` and its missing parents, one level at a time (Node 20's recursive mkdir never
+ *  returns for a path under /proc), and checks that files can be written into it. */
+function prepareFolder(dir: string, asked = dir): void {
+  if (existsSync(dir)) {
+    if (!statSync(dir).isDirectory()) throw new Error(dir === asked ? 'exists and is not a folder' : `${dir} is a file, not a folder`);
+  } else {
+    const parent = path.dirname(dir);
+    if (parent !== dir) prepareFolder(parent, asked);
+    try {
+      mkdirSync(dir);
+    } catch (err) {
+      throw new Error(`cannot create it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
+  try {
+    accessSync(dir, fsConstants.W_OK);
+  } catch {
+    throw new Error('is not writable');
+  }
+}
+
+/** bptrain's version, from its package.json. */
+function ownVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(path.join(repoRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
   }
 }

@@ -116,6 +116,19 @@ function fields(raw: Raw): InputFields {
   return f;
 }
 
+/** The on/off flags. yargs reads any value given to one with '=' other than true as false, so
+ *  that `--profile=yes` would silently mean no profile. */
+const SWITCHES = ['shuffle', 'json', 'quiet', 'profile'];
+
+function checkSwitchValues(argv: readonly string[]): void {
+  for (const a of argv) {
+    if (a === '--') return;
+    const m = /^--([a-z-]+)=(.*)$/s.exec(a);
+    if (m !== null && SWITCHES.includes(m[1]) && m[2] !== 'true' && m[2] !== 'false')
+      throw new UsageError(`--${m[1]} is an on/off flag: give it alone (or --${m[1]}=true, --${m[1]}=false${m[1] === 'shuffle' ? ', --no-shuffle' : ''}); received --${m[1]}=${JSON.stringify(m[2])}`);
+  }
+}
+
 const dataOptions = (y: Argv) =>
   y
     .option('x-field', { describe: 'Field holding the input vector (vector form)', default: undefined, defaultDescription: 'x', requiresArg: true })
@@ -125,7 +138,10 @@ const dataOptions = (y: Argv) =>
 
 export function buildParser(argv: string[], io: Io): Argv {
   const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  const run = (fn: (raw: Raw) => Promise<void>) => async (raw: Raw) => { await fn(raw); };
+  const run = (fn: (raw: Raw) => Promise<void>) => async (raw: Raw) => {
+    checkSwitchValues(argv);
+    await fn(raw);
+  };
   return yargs(argv)
     .scriptName('bptrain')
     .parserConfiguration({ 'parse-numbers': false, 'parse-positional-numbers': false, 'duplicate-arguments-array': true })
@@ -248,7 +264,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         .example('$0 evaluate --model model.json --data data/tutorial-test.ndjson', 'a table for people')
         .example('$0 evaluate --model model.json --data test.ndjson --json', '{"accuracy": …, "loss": …, …}'),
       run((raw) => evaluateCommand({ model: inPath(raw, 'model')!, data: str(raw, 'data')!, fields: fields(raw), threads: threads(raw), json: raw.json === true }, io)))
-    .command('bench', 'Run the benchmark suites (see BENCHMARKS.md); arguments pass through', (y) =>
+    .command('bench', 'Run the benchmark suites (bptrain bench --help for their options)', (y) =>
       y.strict(false).example('$0 bench --quick', 'check that the suites run').example('$0 bench --threads 1,2', 'scaling at 1 and 2 threads'),
       run(async () => {
         const code = await runBench(argv.slice(argv.indexOf('bench') + 1));

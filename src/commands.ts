@@ -10,7 +10,7 @@ import {
   Model, computeNormalization, createModel, loadModel, saveModel,
   type InputFields, type ModelOptions, type TargetInfo,
 } from './model.js';
-import { MAX_THREADS, Trainer, type EpochStats, type FitOptions } from './trainer.js';
+import { MAX_THREADS, Trainer, type EpochStats, type FitOptions, type StepPhases } from './trainer.js';
 import { splitDataset, type Dataset } from './dataset.js';
 import { loadDataset, decodeOutput, encodeTarget, type TargetEncoding } from './targets.js';
 import { readRecords, type ReaderOptions } from './ndjson-reader.js';
@@ -282,6 +282,7 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   const trained = history.epochs.filter((e) => e.samplesPerSec > 0);
   const trainSeconds = trained.reduce((s, e) => s + train.size / e.samplesPerSec, 0);
   const samples = trained.length > 0 ? (train.size * trained.length) / trainSeconds : 0;
+  const profiled = [...history.epochs].reverse().find((e) => e.phases !== undefined)?.phases;
   const summary = {
     epochs: history.epochs.length,
     best_epoch: history.bestEpoch,
@@ -295,6 +296,8 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     threads: trainer.threadsFor(Math.min(a.batch, train.size)),
     parameters: model.parameterCount,
     ...(a.out !== undefined ? { out: a.out } : {}),
+    // --profile: the last epoch that has a profile (the first epoch's includes start-up).
+    ...(profiled !== undefined ? { profile: phaseFields(profiled) } : {}),
   };
   if (a.json) {
     io.stdout.write(JSON.stringify(summary) + '\n');
@@ -373,10 +376,13 @@ function metricsRecord(e: EpochStats): Record<string, number | null> {
     val_accuracy: e.valAccuracy ?? null,
     samples_per_s: e.samplesPerSec,
     seconds: e.seconds,
-    ...(e.phases !== undefined ? {
-      threads: e.phases.threads, step_ms: e.phases.stepMs, deltas_ms: e.phases.deltas, gradients_ms: e.phases.gradients, update_ms: e.phases.update, waiting_ms: e.phases.waiting,
-    } : {}),
+    ...(e.phases !== undefined ? { threads: e.phases.threads, ...phaseFields(e.phases) } : {}),
   };
+}
+
+/** A step profile (train --profile) as --metrics and --json write it. */
+function phaseFields(p: StepPhases): Record<string, number> {
+  return { step_ms: p.stepMs, deltas_ms: p.deltas, gradients_ms: p.gradients, update_ms: p.update, waiting_ms: p.waiting };
 }
 
 export interface PredictArgs {

