@@ -77,8 +77,8 @@ async function main(): Promise<void> {
   const data = libs.map((lib) => lib.toShared({ ...raw, x: Float64Array.from(raw.x), y: Float64Array.from(raw.y) }));
   try {
     for (let round = 0; round <= fits; round++) {
-      // The order rotates from round to round, so that no configuration always runs first (or
-      // always right after the same other one).
+      // The order rotates from round to round, so that no configuration always runs first (each
+      // still follows the same one, except in the round where it runs first).
       for (let k = 0; k < configs.length; k++) {
         const c = configs[(k + round) % configs.length];
         const t0 = performance.now();
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
       // Each round's own ratio (the two fits ran within a second of each other): its spread says
       // how far one figure of B ÷ A can be trusted on this machine at this time.
       const perRound = a.times.map((ta, i) => ta / b.times[i]).sort((x, y) => x - y);
-      const q = (p: number): string => perRound[Math.min(perRound.length - 1, Math.floor(p * perRound.length))].toFixed(3);
+      const q = (p: number): string => perRound[Math.round(p * (perRound.length - 1))].toFixed(3);
       return `| ${t} | ${median(a.times).toFixed(1)} | ${median(b.times).toFixed(1)} | ${Math.round(rate(a))} | ${Math.round(rate(b))} | ${(rate(b) / rate(a)).toFixed(3)} | ${q(0.25)}–${q(0.75)} (${q(0)}–${q(1)}) | ${same ? 'yes' : 'no'} |`;
     }),
   ];

@@ -184,7 +184,7 @@ export function parseBenchArgs(argv: string[], invokedAs = 'npm run bench --'): 
   // A value given twice is a mistake in a script (the last one would win silently).
   const seen = new Set<string>();
   for (const t of tokens ?? []) {
-    if (t.kind !== 'option') continue;
+    if (t.kind !== 'option' || t.name === 'help') continue;
     if (seen.has(t.name)) throw new UsageError(`--${t.name} is given more than once`);
     seen.add(t.name);
   }

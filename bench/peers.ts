@@ -92,7 +92,8 @@ export async function runPeers(cfg: BenchConfig, bank: DataBank, log: (line: str
     const { model, xs, ys } = tfSetup(tf, tfl, data.x, data.y, data.size, w.layers);
     return {
       task: { name, samples: data.size, async: true, fn: () => model.fit(xs, ys, { batchSize, epochs: 1, shuffle: false, verbose: 0 }) },
-      dispose() { model.dispose(); xs.dispose(); ys.dispose(); },
+      // The optimizer keeps a tensor of its own (the learning rate), which model.dispose() leaves.
+      dispose() { model.optimizer.dispose(); model.dispose(); xs.dispose(); ys.dispose(); },
     };
   };
 

@@ -14,7 +14,7 @@ import type { Stats } from './measure.js';
 export interface WrittenFiles {
   json: string;
   svg: string;
-  /** latest.json / latest.svg: written by full runs only, so a quick run never replaces them. */
+  /** latest.json / latest.svg: written by --update-docs runs only, with BENCHMARKS.md. */
   latest?: { json: string; svg: string };
 }
 
@@ -94,7 +94,7 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
     out.push(`${h}# Targets`, '');
     out.push(table(['ratio', 'measured', 'target', 'result'], r.ratios.map((x) => [
       x.label,
-      x.value === null ? '–' : `${x.value.toFixed(2)} ± ${((x.value * (x.rmePct ?? 0)) / 100).toFixed(2)}`,
+      x.value === null ? '–' : r.quick ? `${x.value.toFixed(2)} (one call each: no spread)` : `${x.value.toFixed(2)} ± ${((x.value * (x.rmePct ?? 0)) / 100).toFixed(2)}`,
       `≥ ${x.target}`,
       x.status + (x.note !== undefined ? ` (${x.note})` : ''),
     ])), '');
@@ -119,7 +119,7 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
     const profiled = sc.rows.filter((x) => x.phases !== null && x.phases !== undefined);
     if (profiled.length > 0) {
       out.push(`${h}## Where a step's time goes`, '');
-      out.push("From one fit per workload and thread count after the timing, with `profile: true` (its mean over the fit's epochs): wall-clock milliseconds per step, each phase the mean over the step's threads. *Other* is the rest of the step's time, the coordinator's (round trips on a pool; zeroing and checking the gradient and yielding to the event loop on 1 thread). *Arithmetic × threads ÷ 1 thread* = (δ pass + gradient sums) × threads ÷ the same at 1 thread: 1.00 when the threads do the one-thread work between them at one thread's pace; above it, their arithmetic ran slower side by side (shared caches and memory, δ blocks read by another thread, a core lost to other work for a while) or, for steps of a few microseconds, the fixed per-step costs of a parallel step (claims, atomics) outweigh the arithmetic. Waiting does not show that loss.", '');
+      out.push("From one fit per workload and thread count after the timing, with `profile: true` (its mean over the fit's epochs): wall-clock milliseconds per step, each phase the mean over the step's threads. *Other* is the rest of the step's time, the coordinator's (round trips on a pool; checking the gradient and yielding to the event loop on 1 thread). *Arithmetic × threads ÷ 1 thread* = (δ pass + gradient sums) × threads ÷ the same at 1 thread: 1.00 when the threads do the one-thread work between them at one thread's pace; above it, their arithmetic ran slower side by side (shared caches and memory, δ blocks read by another thread, a core lost to other work for a while) or, for steps of a few microseconds, the fixed per-step costs of a parallel step (claims, atomics) outweigh the arithmetic. Waiting does not show that loss.", '');
       out.push("These come from a fit of three epochs at one moment, while the scaling table's figures are medians of many rounds: on a shared machine the two can disagree (*speedup here* = 1-thread step time ÷ this step time, from these fits alone).", '');
       out.push(table(['workload', 'threads (used)', 'step ms', 'δ pass', 'gradient sums', 'update', 'waiting', 'other', 'arithmetic × threads ÷ 1 thread', 'speedup here'],
         profiled.map((x) => {

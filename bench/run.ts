@@ -6,7 +6,7 @@
 // offer `bptrain bench` as a thin wrapper; it never calls process.exit.
 
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants as fsConstants, existsSync, mkdirSync, promises as fsp, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, lstatSync, mkdirSync, promises as fsp, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DATA_PACKAGES, LR, SEED, USAGE, UsageError, installHint, missingPackages, parseBenchArgs, repoRoot, type BenchConfig } from './config.js';
@@ -21,6 +21,9 @@ import type { BenchResults, Machine } from './results.js';
 import { DataBank } from './workloads.js';
 
 export type { BenchResults } from './results.js';
+
+/** Set once ignoreClosedReaders has run (declared here: the program below runs before the end of this module). */
+let readersIgnored = false;
 
 /** Runs the benchmarks for the given arguments (without the program name) and returns the exit
  *  code: 0 after a completed run (whatever the ratios say), 1 when a suite failed, 2 on bad usage. */
@@ -49,8 +52,7 @@ export async function runBenchmarks(argv: string[], invokedAs = process.env.npm_
     process.stderr.write(`bench: --out ${cfg.outDir}: ${(err as Error).message}\n`);
     return 2;
   }
-  // Progress goes to stderr; a reader that went away (… 2>&1 | head -1) must not end the run.
-  process.stderr.on('error', () => {});
+  ignoreClosedReaders();
   const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
   const started = new Date();
   const t0 = performance.now();
@@ -87,8 +89,9 @@ export async function runBenchmarks(argv: string[], invokedAs = process.env.npm_
   };
   results.ratios = computeRatios(results);
 
-  process.stdout.write(renderMarkdown(results) + '\n');
+  // The files first: a reader of stdout that went away must not cost the run its results.
   const files = await writeResults(results, cfg.outDir, cfg.complete);
+  process.stdout.write(renderMarkdown(results) + '\n');
   log(`wrote ${files.json} and ${files.svg}${files.latest !== undefined ? ` (and latest.json, latest.svg)` : ''}`);
   if (cfg.updateDocs && files.latest !== undefined) {
     const root = repoRoot();
@@ -149,22 +152,42 @@ function commitOf(dir: string): { commit?: string } {
 /** Makes `dir` and its missing parents, one level at a time (Node 20's recursive mkdir never
  *  returns for a path under /proc), and checks that files can be written into it. */
 function prepareFolder(dir: string, asked = dir): void {
+  const where = dir === asked ? '' : `${dir} `; // a parent is named, the folder asked for is --out
   if (existsSync(dir)) {
     if (!statSync(dir).isDirectory()) throw new Error(dir === asked ? 'exists and is not a folder' : `${dir} is a file, not a folder`);
+  } else if (isLink(dir)) {
+    throw new Error(`${where}is a link to nothing (a dangling symbolic link)`);
   } else {
     const parent = path.dirname(dir);
     if (parent !== dir) prepareFolder(parent, asked);
     try {
       mkdirSync(dir);
     } catch (err) {
-      throw new Error(`cannot create it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new Error(`${dir === asked ? 'cannot create it' : `cannot create ${dir}`} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
     }
   }
   try {
     accessSync(dir, fsConstants.W_OK);
   } catch {
-    throw new Error('is not writable');
+    throw new Error(`${where}is not writable`);
   }
+}
+
+/** True for a symbolic link (existsSync said false, so one that points to nothing). */
+function isLink(p: string): boolean {
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false; // nothing there, or a path under a file (ENOTDIR): the parent says which
+  }
+}
+
+/** The report goes to stdout and progress to stderr; a reader that went away (`… | head -1`,
+ *  `… 2>&1 | head -1`) must not end the run: what it would have read is dropped. Once per process. */
+function ignoreClosedReaders(): void {
+  if (readersIgnored) return;
+  readersIgnored = true;
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
 }
 
 /** bptrain's version, from its package.json. */

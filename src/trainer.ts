@@ -171,8 +171,8 @@ export interface EpochStats {
 /**
  * Where a training step's time goes (FitOptions.profile), in milliseconds per step of the epoch,
  * all wall-clock. Each phase is the mean over the threads of the step. What stepMs has beyond
- * them is the coordinator's: on a pool, a round trip per run of steps; on one thread, zeroing
- * and checking the gradient sum and yielding to the event loop; on both, the epoch's shuffle,
+ * them is the coordinator's: on a pool, a round trip per run of steps; on one thread, checking
+ * the gradient sum for overflow and yielding to the event loop; on both, the epoch's shuffle,
  * progress callbacks and mid-epoch checkpoints, spread over the epoch's steps (so it is large
  * for steps of a few microseconds). Work the coordinator does while the workers wait (the update
  * under clipNorm) counts for every thread. The first epoch of a fit on new threads includes

@@ -118,6 +118,12 @@ describe('npm run bench -- --quick', () => {
       expect(r.stderr, args.join(' ')).toMatch(message);
     }
   });
+  it('a reader that goes away (… 2>&1 | head -1) costs nothing: exit 0 and the results written', () => {
+    const dir = path.join(out, 'closed-reader');
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${RUN}" --quick --suites kernels --out "${dir}" 2>&1 | head -1; echo "status \${PIPESTATUS[0]}"`], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout).toMatch(/status 0\n$/);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.json'))).toHaveLength(1);
+  });
   it('--out that cannot be a folder is refused before any suite runs (exit 2, nothing written)', () => {
     const file = path.join(out, 'a-file');
     writeFileSync(file, 'x');
