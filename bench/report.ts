@@ -6,6 +6,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { BenchResults, ScalingRow } from './results.js';
 import type { StepPhases } from '../src/index.js';
+import { otherMs } from '../src/progress.js';
 import type { Stats } from './measure.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -23,7 +24,8 @@ export function stamp(d: Date): string {
   return d.toISOString().slice(0, 19).replace(/:/g, '-') + 'Z';
 }
 
-export async function writeResults(r: BenchResults, outDir: string, complete = !r.quick): Promise<WrittenFiles> {
+/** The run's JSON and SVG, named by its start time; with `latest`, also latest.json/latest.svg. */
+export async function writeResults(r: BenchResults, outDir: string, latest: boolean): Promise<WrittenFiles> {
   await fsp.mkdir(outDir, { recursive: true });
   const name = stamp(new Date(r.startedAt)) + (r.quick ? '-quick' : '');
   const json = JSON.stringify(r, null, 2) + '\n';
@@ -31,7 +33,7 @@ export async function writeResults(r: BenchResults, outDir: string, complete = !
   const files: WrittenFiles = { json: path.join(outDir, `${name}.json`), svg: path.join(outDir, `${name}.svg`) };
   await fsp.writeFile(files.json, json);
   await fsp.writeFile(files.svg, svg);
-  if (complete) {
+  if (latest) {
     files.latest = { json: path.join(outDir, 'latest.json'), svg: path.join(outDir, 'latest.svg') };
     await fsp.writeFile(files.latest.json, json);
     await fsp.writeFile(files.latest.svg, svg);
@@ -127,7 +129,7 @@ export function renderMarkdown(r: BenchResults, level = 2): string {
           const one = profiled.find((y) => y.workload === x.workload && y.threads === 1)?.phases ?? undefined;
           const work = (q: StepPhases): number => (q.deltas + q.gradients) * q.threads;
           return [x.workload, `${x.threads} (${x.threadsUsed})`, sig(p.stepMs), sig(p.deltas), sig(p.gradients), sig(p.update), sig(p.waiting),
-            sig(Math.max(0, p.stepMs - p.deltas - p.gradients - p.update - p.waiting)), one === undefined ? '–' : fixed(work(p) / work(one)),
+            sig(otherMs(p)), one === undefined ? '–' : fixed(work(p) / work(one)),
             one === undefined ? '–' : fixed(one.stepMs / p.stepMs)];
         })), '');
     }

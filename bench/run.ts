@@ -6,10 +6,10 @@
 // offer `bptrain bench` as a thin wrapper; it never calls process.exit.
 
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants as fsConstants, existsSync, lstatSync, mkdirSync, promises as fsp, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, lstatSync, mkdirSync, promises as fsp, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DATA_PACKAGES, LR, SEED, USAGE, UsageError, installHint, missingPackages, parseBenchArgs, repoRoot, type BenchConfig } from './config.js';
+import { DATA_PACKAGES, LR, SEED, USAGE, UsageError, installHint, isInstalled, missingPackages, ownPackage, parseBenchArgs, repoRoot, type BenchConfig } from './config.js';
 import { isProgram } from '../src/fsutil.js';
 import { packageVersion } from './measure.js';
 import { runScaling } from './scaling.js';
@@ -76,8 +76,8 @@ export async function runBenchmarks(argv: string[], invokedAs = process.env.npm_
     finishedAt: new Date().toISOString(),
     durationSec: (performance.now() - t0) / 1000,
     command: cfg.command,
-    version: ownVersion(),
-    ...commitOf(repoRoot()),
+    version: ownPackage().version ?? 'unknown',
+    ...(isInstalled() ? {} : commitOf(repoRoot())), // an installed bptrain is no checkout of its own
     quick: cfg.quick,
     machine,
     config: {
@@ -90,13 +90,12 @@ export async function runBenchmarks(argv: string[], invokedAs = process.env.npm_
   results.ratios = computeRatios(results);
 
   // The files first: a reader of stdout that went away must not cost the run its results.
-  const files = await writeResults(results, cfg.outDir, cfg.complete);
+  const files = await writeResults(results, cfg.outDir, cfg.updateDocs);
   process.stdout.write(renderMarkdown(results) + '\n');
   log(`wrote ${files.json} and ${files.svg}${files.latest !== undefined ? ` (and latest.json, latest.svg)` : ''}`);
-  if (cfg.updateDocs && files.latest !== undefined) {
-    const root = repoRoot();
+  if (files.latest !== undefined) { // --update-docs
     // An installed bptrain's directory belongs to npm: its page goes beside its results instead.
-    const doc = root.split(path.sep).includes('node_modules') ? path.join(cfg.outDir, 'BENCHMARKS.md') : path.join(root, 'BENCHMARKS.md');
+    const doc = path.join(isInstalled() ? cfg.outDir : repoRoot(), 'BENCHMARKS.md');
     const rel = (p: string): string => path.relative(path.dirname(doc), p).split(path.sep).join('/');
     await fsp.writeFile(doc, renderBenchmarksMd(results, rel(files.latest.svg), rel(files.latest.json)));
     log(`wrote ${doc}`);
@@ -135,8 +134,6 @@ if (isProgram(import.meta.url)) {
  *  "-dirty" when files other than the benchmark's own outputs (bench/results/, BENCHMARKS.md,
  *  which earlier runs leave changed) differ from it. */
 function commitOf(dir: string): { commit?: string } {
-  // An installed bptrain is no checkout of its own: git would answer for the project around it.
-  if (dir.split(path.sep).includes('node_modules')) return {};
   const git = (...args: string[]): string => execFileSync('git', args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   try {
     const commit = git('describe', '--always');
@@ -188,13 +185,4 @@ function ignoreClosedReaders(): void {
   if (readersIgnored) return;
   readersIgnored = true;
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
-}
-
-/** bptrain's version, from its package.json. */
-function ownVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(path.join(repoRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
 }

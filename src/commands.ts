@@ -170,7 +170,7 @@ export interface TrainArgs {
   checkpointEvery?: number;
   resume?: string;
   clipNorm?: number;
-  profile?: boolean;
+  profile: boolean;
   json: boolean;
   quiet: boolean;
 }
@@ -248,7 +248,7 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     epochs: a.epochs, batchSize: a.batch, optimizer: a.optimizer, lr: a.lr, seed: a.seed, shuffle: a.shuffle,
     validation, patience: a.patience, signal: io.signal,
     // A resumed run keeps checkpointing to the file it resumed from unless told otherwise.
-    checkpoint: a.checkpoint ?? a.resume, checkpointEvery: a.checkpointEvery, resume: a.resume, clipNorm: a.clipNorm, profile: a.profile === true,
+    checkpoint: a.checkpoint ?? a.resume, checkpointEvery: a.checkpointEvery, resume: a.resume, clipNorm: a.clipNorm, profile: a.profile,
     ...(a.optimizer === 'sgd' && a.momentum !== undefined ? { momentum: a.momentum } : {}),
     onStep: (p) => progress.step(p),
     onCheckpoint: () => void (lastCheckpoint = Date.now()),

@@ -35,9 +35,13 @@ export function epochLine(e: EpochStats, epochs: number): string {
 export function phasesLine(p: StepPhases): string {
   // Three significant digits, never an exponent: 1210, 6.51, 0.46, 0.0123; 0 below 0.0005.
   const ms = (v: number): string => (v >= 100 ? v.toFixed(0) : v < 0.0005 ? '0' : String(Number(v.toPrecision(3))));
-  const other = Math.max(0, p.stepMs - p.deltas - p.gradients - p.update - p.waiting);
   const threads = p.threads === 1 ? 'on 1 thread:' : `on ${p.threads} threads, each:`;
-  return `  step ${ms(p.stepMs)} ms ${threads} δ pass ${ms(p.deltas)}, gradient sums ${ms(p.gradients)}, update ${ms(p.update)}, waiting ${ms(p.waiting)}; other ${ms(other)}`;
+  return `  step ${ms(p.stepMs)} ms ${threads} δ pass ${ms(p.deltas)}, gradient sums ${ms(p.gradients)}, update ${ms(p.update)}, waiting ${ms(p.waiting)}; other ${ms(otherMs(p))}`;
+}
+
+/** What a step's time has beyond its threads' phases: the coordinator's share (see StepPhases). */
+export function otherMs(p: StepPhases): number {
+  return Math.max(0, p.stepMs - p.deltas - p.gradients - p.update - p.waiting);
 }
 
 export function makeProgress(stream: NodeJS.WriteStream, quiet: boolean): ProgressSink {

@@ -337,12 +337,12 @@ export class Trainer {
   async evaluate(data: Dataset, options: EvaluateOptions = {}): Promise<Metrics> {
     checkOptionKeys(options, ['signal', 'outputs'], 'evaluate options');
     const signal = signalOption(options.signal);
-    if (options.outputs !== undefined && typeof options.outputs !== 'boolean') throw new OptionError('outputs', options.outputs, 'a boolean');
+    const outputs = flag('outputs', options.outputs, false);
     return this.turn('read', signal, (sig) => {
       const model = this.model;
       checkDatasetFits(data, model.inputs, model.outputs, 'data', model.loss);
       const shared = this.shareData(data, 'data');
-      return this.evaluateShared(shared, this.threadsFor(EVAL_CHUNK * 4), sig, options.outputs === true);
+      return this.evaluateShared(shared, this.threadsFor(EVAL_CHUNK * 4), sig, outputs);
     });
   }
 
@@ -1216,6 +1216,13 @@ const number = (name: string, v: unknown, lo: number, hi: number, loOpen = false
   return v as number;
 };
 
+/** An on/off option: `fallback` when left out. */
+const flag = (name: string, v: unknown, fallback: boolean): boolean => {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') throw new OptionError(name, v, 'a boolean');
+  return v;
+};
+
 const nonEmpty = (name: string, v: unknown): string => {
   if (typeof v !== 'string' || v === '') throw new OptionError(name, v, 'a file name');
   return v;
@@ -1238,8 +1245,7 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
   if (kind === 'sgd') {
     if (o.beta1 !== undefined || o.beta2 !== undefined || o.eps !== undefined)
       throw new OptionError('optimizer', kind, "'adam' when beta1, beta2 or eps is given");
-    const nesterov = o.nesterov ?? false;
-    if (typeof nesterov !== 'boolean') throw new OptionError('nesterov', nesterov, 'a boolean');
+    const nesterov = flag('nesterov', o.nesterov, false);
     const momentum = number('momentum', o.momentum ?? 0, 0, 1, false, true);
     if (nesterov && momentum === 0) throw new OptionError('momentum', momentum, 'greater than 0 when nesterov is true');
     optimizer = { kind, lr, momentum, nesterov, weightDecay };
@@ -1253,16 +1259,13 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
       eps: number('eps', o.eps ?? 1e-8, 0, Infinity, true),
     };
   }
-  const shuffle = o.shuffle ?? true;
-  if (typeof shuffle !== 'boolean') throw new OptionError('shuffle', shuffle, 'a boolean');
+  const shuffle = flag('shuffle', o.shuffle, true);
   const seed = o.seed ?? 1;
   if (!Number.isSafeInteger(seed)) throw new OptionError('seed', seed, 'an integer');
   signalOption(o.signal);
-  const keepOptimizer = o.keepOptimizer ?? false;
-  if (typeof keepOptimizer !== 'boolean') throw new OptionError('keepOptimizer', keepOptimizer, 'a boolean');
+  const keepOptimizer = flag('keepOptimizer', o.keepOptimizer, false);
   if (keepOptimizer && o.resume !== undefined) throw new OptionError('keepOptimizer', keepOptimizer, 'false with resume (the checkpoint holds the optimizer state)');
-  const profile = o.profile ?? false;
-  if (typeof profile !== 'boolean') throw new OptionError('profile', profile, 'a boolean');
+  const profile = flag('profile', o.profile, false);
   for (const name of ['onEpoch', 'onStep', 'onCheckpoint'] as const)
     if (o[name] !== undefined && typeof o[name] !== 'function') throw new OptionError(name, o[name], 'a function');
   if (o.validation !== undefined && (typeof o.validation !== 'object' || o.validation === null))
