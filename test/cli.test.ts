@@ -19,6 +19,7 @@ function bptrain(args: string[], input?: string | Buffer) {
 }
 
 const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const SENTINEL = '{"keep":"this file must survive a failed run"}\n';
 function outFile(name: string): string {
   const f = path.join(dir, name);

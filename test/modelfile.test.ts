@@ -1,12 +1,13 @@
 // The model file: documented layout, bit-exact round trip, and strict validation of what it reads.
-import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { DataError, ModelFormatError, OptionError, StateError, Trainer, computeNormalization, createModel, isBptrainError, loadDataset, loadModel, makeDataset, modelToText, normalizeInPlace, parseModelText, saveModel } from '../src/index.js';
 import { sameBits } from './helpers.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-model-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('computeNormalization', () => {
   const naive = (X: number[][]) => {

@@ -1,17 +1,18 @@
 // Nothing lost: exact resume after kill -9, signals, the numeric guard, worker faults, clipping.
 // Real processes and real signals: the CLI is spawned, killed and resumed.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { Trainer, createModel, loadCheckpoint, makeDataset } from '../src/index.js';
 import { randomData, sameBits } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CLI = path.join(root, 'dist/src/cli.js');
 const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-robust-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function bptrain(args: string[], env: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, [CLI, ...args], { cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });

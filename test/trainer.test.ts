@@ -1,6 +1,6 @@
 // The trainer as a service uses it: options, abort, close, events, two trainers at once.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -477,6 +477,7 @@ describe('abort, events and history', () => {
       });
       expect(waited).toBe(true); // awaited before fit resolved
       await trainer.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
   it("an abort is not held up by an onStep promise that never settles (the epoch's end waits for them)", async () => {
