@@ -382,6 +382,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       for (const b of mine) {
         applyRowBlock(rows[b], f.optimizer, f.t + i, optBuffers, ctx.params, ctx.gradSum, size);
         Atomics.store(sync, SYNC_APPLIED + b, i + 1); // for the coordinator, should the step be cut short
+        testHooks?.afterApply(task.step + i, f.index);
       }
       out.stepsDone = i + 1;
     }
@@ -404,6 +405,14 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
     }
   }
   return out;
+}
+
+/** Whether a run's step, the one whose SYNC_APPLIED mark is `mark` (its index in the run + 1),
+ *  updated any row block: after a worker failed there, that step is partly applied (or wholly,
+ *  with its loss lost), and no one can tell which rows of a block it was in the middle of. */
+export function stepTouchedWeights(sync: Int32Array, blocks: number, mark: number): boolean {
+  for (let b = 0; b < blocks; b++) if (Atomics.load(sync, SYNC_APPLIED + b) === mark) return true;
+  return false;
 }
 
 /**

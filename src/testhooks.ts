@@ -6,7 +6,11 @@
 //                             pass, so workers finish out of order and sum ahead of the barrier
 //                             over varying numbers of chunks (determinism tests).
 //   BPTRAIN_TEST_FAULT=K@S    the first worker of parallel global step S (0-based) fails as it
-//                             starts the step: K = throw | exit | oom.
+//                             starts the step: K = throw | exit | oom. With K@S@apply it fails
+//                             after updating its first row block of that step instead (the
+//                             others may have updated theirs: the step is half applied). With
+//                             K@eval, a worker fails as it starts an 'eval' or 'predict' task's
+//                             first chunk.
 //   BPTRAIN_TEST_STALL=S       the second worker of parallel global step S (0-based) stalls for
 //                             STALL_MS as it starts the step, longer than a barrier waits for it,
 //                             so the coordinator has to redo the step. With S@gradient it stalls
@@ -29,6 +33,8 @@ interface Hooks {
   afterChunk(step: number, index: number, chunk: number): void;
   /** After its δ pass of that step. */
   afterDeltas(step: number, index: number): void;
+  /** After it updated one of its row blocks of that step. */
+  afterApply(step: number, index: number): void;
 }
 
 /** Longer than a parallel step's barriers wait (1 s plus twice the work done so far). */
@@ -48,7 +54,22 @@ function hash(a: number, b: number): number {
 
 function makeHooks(): Hooks | null {
   const delay = Number(process.env.BPTRAIN_TEST_DELAY_MS ?? 0);
-  const fault = /^(throw|exit|oom)@(\d+)$/.exec(process.env.BPTRAIN_TEST_FAULT ?? '');
+  const fault = /^(throw|exit|oom)@(\d+|eval)(@apply)?$/.exec(process.env.BPTRAIN_TEST_FAULT ?? '');
+  const faultAt = fault === null ? null : fault[2] === 'eval' ? 'eval' : fault[3] !== undefined ? 'apply' : 'step';
+  const fail = (what: string): void => {
+    switch (fault![1]) {
+      case 'throw':
+        throw new Error(`injected fault ${what}`);
+      case 'exit':
+        process.exit(3);
+      // eslint-disable-next-line no-fallthrough
+      case 'oom': {
+        const hog: number[][] = [];
+        for (;;) hog.push(new Array(1 << 20).fill(hog.length));
+      }
+    }
+  };
+  const faultStep = fault === null ? -1 : Number(fault[2]);
   const stallAt = /^(\d+)(@gradient)?$/.exec(process.env.BPTRAIN_TEST_STALL ?? '');
   const stall = stallAt === null ? -1 : Number(stallAt[1]);
   const stallGradient = stallAt?.[2] !== undefined;
@@ -56,22 +77,15 @@ function makeHooks(): Hooks | null {
   return {
     beforeTask(task) {
       if (delay > 0) sleepSync(hash(task.step, task.chunkBegin) % (delay + 1));
+      if (faultAt === 'eval' && (task.kind === 'eval' || task.kind === 'predict') && task.chunkBegin === 0) fail(`in a ${task.kind} task`);
     },
     beforeStep(step, index) {
       if (delay > 0) sleepSync(hash(step, index) % (delay + 1));
       if (step === stall && index === 1 && !stallGradient) sleepSync(STALL_MS);
-      if (fault === null || index !== 0 || step !== Number(fault[2])) return;
-      switch (fault[1]) {
-        case 'throw':
-          throw new Error(`injected fault at step ${step}`);
-        case 'exit':
-          process.exit(3);
-        // eslint-disable-next-line no-fallthrough
-        case 'oom': {
-          const hog: number[][] = [];
-          for (;;) hog.push(new Array(1 << 20).fill(hog.length));
-        }
-      }
+      if (faultAt === 'step' && index === 0 && step === faultStep) fail(`at step ${step}`);
+    },
+    afterApply(step, index) {
+      if (faultAt === 'apply' && index === 0 && step === faultStep) fail(`while applying step ${step}`);
     },
     afterChunk(step, index, chunk) {
       if (delay > 0 && hash(step, chunk) % 4 === 0) sleepSync(hash(chunk, index) % (delay + 1));

@@ -19,7 +19,7 @@ import { Model, applyNormalization, checkInputArray, computeGradient, inputMatri
 import { Dataset, checkDatasetFits, nonFiniteError, toShared } from './dataset.js';
 import {
   CHUNK_SIZE, Context, ROUND_CHUNKS, abortStep, allFinite, applyRowBlock, blockMemory, chunkCount, chunkStat, makeContext, rowBlocks, stepBatch,
-  runChunks,
+  runChunks, stepTouchedWeights,
 } from './engine.js';
 import { PHASE_COUNT, PHASE_DELTAS, PHASE_GRADIENTS, PHASE_UPDATE, PHASE_WAITING, STATS_PER_CHUNK, SYNC_APPLIED, SYNC_STEPS_DONE, SYNC_STOP, SharedBuffers, WorkerResult, WorkerTask, syncLength } from './protocol.js';
 import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCount, optimizerStep } from './optim.js';
@@ -581,10 +581,16 @@ export class Trainer {
       runChunks(ctx, { kind, batchStart, batchSize, chunkSize, chunkBegin: 0, chunkEnd: chunks });
       return;
     }
-    await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
-      kind, contextId, spec: this.model.layout.spec, perSampleAccuracy: ctx.perSampleAccuracy, buffers, batchStart, batchSize, chunkSize, step: -1,
-      chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
-    })));
+    try {
+      await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
+        kind, contextId, spec: this.model.layout.spec, perSampleAccuracy: ctx.perSampleAccuracy, buffers, batchStart, batchSize, chunkSize, step: -1,
+        chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
+      })));
+    } catch (err) {
+      // Nothing of the model was written (these tasks only read it), and piscina replaces a
+      // worker that died; epoch and step 0: not in training (fit's validation adds its epoch).
+      throw new WorkerError(`a worker failed while ${kind === 'predict' ? 'predicting' : 'evaluating'}: ${(err as Error)?.message ?? String(err)}`, 0, 0, { cause: err });
+    }
   }
 
   /**
@@ -920,11 +926,14 @@ export class Trainer {
       good.step = optState.step;
       good.when = when;
     };
-    /** Puts the last good state back and returns the error that says so. */
-    const overflowed = (epoch: number, step: number): NumericError => {
+    const restoreGood = (): void => {
       model.params.set(good.params);
       optState.buffers.forEach((b, i) => b.set(good.opt[i]));
       optState.step = good.step;
+    };
+    /** Puts the last good state back and returns the error that says so. */
+    const overflowed = (epoch: number, step: number): NumericError => {
+      restoreGood();
       return new NumericError(`an update made the weights non-finite in epoch ${epoch}, by step ${step}; training stopped and the weights are those of ${good.when} (try a lower learning rate: lr, --lr; standardised inputs: --normalize standard; or gradient clipping: clipNorm, --clip-norm)`, epoch, step);
     };
     const failStep = (error: unknown): void => {
@@ -975,6 +984,10 @@ export class Trainer {
           }
         };
         while (step < steps) {
+          // An onStep promise that rejected while no step ran (during a checkpoint's onCheckpoint,
+          // say) stops the fit before the next step, as one that rejects during a step does after it.
+          const pending = callbackError as { error: unknown } | null;
+          if (pending !== null) throw pending.error;
           if (opts.signal?.aborted) {
             await writeCheckpoint(epoch, step);
             opts.signal.throwIfAborted();
@@ -986,6 +999,7 @@ export class Trainer {
             if (opts.checkpointEvery !== undefined) count = Math.min(count, opts.checkpointEvery - (globalStep % opts.checkpointEvery));
           }
           let bad: 'loss' | 'gradient' | null;
+          const runFirst = step;
           try {
             bad = await this.runSteps(run, step, count, globalStep, stepDone);
           } catch (err) {
@@ -993,10 +1007,16 @@ export class Trainer {
             // thread to stop) so that nothing can still write the shared buffers, and start afresh
             // on the next fit. A worker that fails before the last barrier of a parallel step (its
             // chunks or its gradient rows) leaves the weights as they were: the others are called
-            // off and apply nothing. One that dies while updating its own rows after that barrier
-            // would leave that step half applied; no injected fault can land there.
+            // off and apply nothing. One that fails while updating its own rows after that barrier
+            // leaves the step partly applied (the others updated theirs), so the last good state
+            // is put back, as for weights an update made non-finite.
             await this.destroyPool();
-            throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${(err as Error)?.message ?? String(err)}`, epoch, step + 1, { cause: err });
+            const why = (err as Error)?.message ?? String(err);
+            if (threads > 1 && stepTouchedWeights(ctx.sync, ctx.rows.length, step - runFirst + 1)) {
+              restoreGood();
+              throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}, while that step's updates were being applied: ${why}; training stopped and the weights are those of ${good.when}`, epoch, step + 1, { cause: err });
+            }
+            throw new WorkerError(`a worker failed in epoch ${epoch}, step ${step + 1}: ${why}`, epoch, step + 1, { cause: err });
           }
           // Weights an update broke are put back first, whatever else stopped the run (a loss that
           // is not finite may be that update's doing); then onStep's error, if any, is the answer.
@@ -1041,6 +1061,7 @@ export class Trainer {
           } catch (err) {
             // Aborted during validation: the epoch's steps are done; a resumed run validates it.
             if (opts.signal?.aborted) await writeCheckpoint(epoch, steps);
+            if (err instanceof WorkerError) throw new WorkerError(`${err.message} (validating epoch ${epoch})`, epoch, steps, { cause: err.cause });
             throw err;
           }
           stats1.valLoss = m.loss;

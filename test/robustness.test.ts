@@ -401,4 +401,53 @@ describe('worker faults', () => {
       expect(out.keep).toMatch(/keepOptimizer: the previous fit failed \(a worker error\), so its optimizer state is lost/);
     });
   }
+  it('a worker that throws while applying a step (the others updated their rows): fit puts back the last good weights and says so', () => {
+    const script = `
+      import { Trainer, createModel, makeDataset, WorkerError } from './dist/src/index.js';
+      const x = Array.from({ length: 512 }, (_, i) => [Math.sin(i), Math.cos(i), (i % 9) / 9]);
+      const data = makeDataset(x, x.map((_, i) => i % 3), { classes: 3 });
+      const model = createModel({ layers: [3, 16, 3], seed: 1 });
+      const start = Float64Array.from(model.params);
+      const trainer = new Trainer(model, { threads: 2 });
+      let afterStep3 = null;
+      const err = await trainer.fit(data, { epochs: 2, batchSize: 64, optimizer: 'sgd', momentum: 0.9, onStep: (p) => { if (p.step === 3) afterStep3 = Float64Array.from(model.params); } }).catch((e) => e);
+      const same = (a) => a !== null && model.params.every((v, i) => Object.is(v, a[i]));
+      await trainer.close();
+      console.log(JSON.stringify({ isWorkerError: err instanceof WorkerError, message: err?.message, step: err?.step, start: same(start), afterStep3: same(afterStep3) }));
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, BPTRAIN_TEST_FAULT: 'throw@3@apply' },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(out.isWorkerError).toBe(true);
+    expect(out.message).toMatch(/a worker failed in epoch 1, step 4, while that step's updates were being applied: .*injected fault while applying step 3; training stopped and the weights are those of the start of epoch 1$/);
+    expect(out.step).toBe(4);
+    // Neither torn nor "after step 3" (which the failed step's other rows had already left):
+    // the state kept at the epoch's start, optimizer state included.
+    expect(out.start).toBe(true);
+    expect(out.afterStep3).toBe(false);
+  });
+  it('a worker that fails in evaluate, predict or validation: a WorkerError (validation names the epoch), never a bare Error', () => {
+    const script = `
+      import { Trainer, createModel, makeDataset, WorkerError, isBptrainError } from './dist/src/index.js';
+      const x = Array.from({ length: 2048 }, (_, i) => [Math.sin(i), Math.cos(i), (i % 9) / 9]);
+      const data = makeDataset(x, x.map((_, i) => i % 3), { classes: 3 });
+      const trainer = new Trainer(createModel({ layers: [3, 16, 3], seed: 1 }), { threads: 2 });
+      const show = (e) => ({ isWorkerError: e instanceof WorkerError && isBptrainError(e), message: e?.message, epoch: e?.epoch });
+      const ev = await trainer.evaluate(data).catch(show);
+      const pr = await trainer.predict(x).catch(show);
+      const fit = await trainer.fit(data, { epochs: 2, batchSize: 256, validation: data }).catch(show);
+      await trainer.close();
+      console.log(JSON.stringify({ ev, pr, fit }));
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, BPTRAIN_TEST_FAULT: 'throw@eval' },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(out.ev).toMatchObject({ isWorkerError: true, message: expect.stringMatching(/^a worker failed while evaluating: .*injected fault in a eval task/) });
+    expect(out.pr).toMatchObject({ isWorkerError: true, message: expect.stringMatching(/^a worker failed while predicting: .*injected fault in a predict task/) });
+    expect(out.fit).toMatchObject({ isWorkerError: true, epoch: 1, message: expect.stringMatching(/^a worker failed while evaluating: .* \(validating epoch 1\)$/) });
+  });
 });

@@ -480,6 +480,32 @@ describe('abort, events and history', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+  it('an onStep promise that rejects while no step runs (during onCheckpoint) stops the fit before the next step, on any thread count', async () => {
+    // Before the fix the next run of steps cleared the stop: one more step on 1 thread, five on 2.
+    const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-late-'));
+    try {
+      for (const threads of [1, 2]) {
+        const model = createModel({ layers: [8, 32, 4], seed: 2 });
+        const trainer = new Trainer(model, { threads });
+        const late = new Error('rejected during onCheckpoint');
+        let afterStep5: Float64Array | null = null;
+        const err = await trainer.fit(randomData(3, 640, 8, 4, 'cross-entropy'), {
+          epochs: 1, batchSize: 32, checkpoint: path.join(dir, `t${threads}.ckpt`), checkpointEvery: 5,
+          onCheckpoint: () => new Promise((r) => setTimeout(r, 50)),
+          onStep: (p) => {
+            if (p.step !== 5) return;
+            afterStep5 = Float64Array.from(model.params);
+            return new Promise((_, reject) => setTimeout(() => reject(late), 10));
+          },
+        }).catch((e: unknown) => e);
+        await trainer.close();
+        expect(err).toBe(late);
+        expect(sameBits(model.params, afterStep5!)).toBe(true);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
   it("an abort is not held up by an onStep promise that never settles (the epoch's end waits for them)", async () => {
     for (const threads of [1, 2]) {
       const trainer = new Trainer(createModel({ layers: [8, 32, 4], seed: 2 }), { threads });
