@@ -9,7 +9,7 @@
 
 import { Act, Layout, ParamViews } from './layout.js';
 import {
-  activate, activateDerivative, activationBackward, activationForward, countCorrect,
+  activate, activateDerivative, activationBackward, activationForward, countCorrect, outputAccuracy,
   denseBackwardInput, denseBackwardNaive, denseBackwardWeights, denseBackwardWeightsRows, denseForward, denseForwardNaive,
   denseForwardRows,
   lossForwardBackward, nonZeroRows,
@@ -154,25 +154,25 @@ export function blockGradient(layout: Layout, G: ParamViews, ws: Workspace, S: n
 }
 
 /** Loss sum and correct count of the S gathered samples, forward only. */
-export function evaluateBlock(layout: Layout, P: ParamViews, ws: Workspace, S: number, perSample = false): { loss: number; correct: number } {
+export function evaluateBlock(layout: Layout, P: ParamViews, ws: Workspace, S: number, rule = outputAccuracy(layout.act[layout.depth - 1])): { loss: number; correct: number } {
   forwardBlock(layout, P, ws, S);
   const L = layout.depth;
   const m = layout.spec.sizes[L];
   const loss = lossForwardBackward(layout.lossCode, layout.act[L - 1], null, ws.zOut, ws.acts[L], ws.y, m, S);
-  return { loss, correct: countCorrect(layout.act[L - 1], ws.acts[L], ws.y, m, S, perSample) };
+  return { loss, correct: countCorrect(rule, ws.acts[L], ws.y, m, S) };
 }
 
 /** The first half of a chunk's gradient: gather, forward, loss and error terms (δ(k) in ws.deltas).
  *  Returns the chunk's loss sum and correct count. */
 export function chunkDeltas(
   layout: Layout, P: ParamViews, ws: Workspace,
-  X: Float64Array, Y: Float64Array, order: Int32Array | null, start: number, S: number, perSample = false,
+  X: Float64Array, Y: Float64Array, order: Int32Array | null, start: number, S: number, rule = outputAccuracy(layout.act[layout.depth - 1]),
 ): { loss: number; correct: number } {
   const { sizes } = layout.spec;
   const L = layout.depth;
   gatherBlock(ws, X, Y, order, start, S, sizes[0], sizes[L]);
   forwardBlock(layout, P, ws, S);
-  const correct = countCorrect(layout.act[L - 1], ws.acts[L], ws.y, sizes[L], S, perSample);
+  const correct = countCorrect(rule, ws.acts[L], ws.y, sizes[L], S);
   const loss = backwardDeltas(layout, P, ws, S);
   return { loss, correct };
 }
@@ -181,9 +181,9 @@ export function chunkDeltas(
  *  with accumulate = false written there (same bits as zeroing G first). */
 export function chunkGradient(
   layout: Layout, P: ParamViews, G: ParamViews, ws: Workspace,
-  X: Float64Array, Y: Float64Array, order: Int32Array | null, start: number, S: number, accumulate = true, perSample = false,
+  X: Float64Array, Y: Float64Array, order: Int32Array | null, start: number, S: number, accumulate = true, rule = outputAccuracy(layout.act[layout.depth - 1]),
 ): { loss: number; correct: number } {
-  const r = chunkDeltas(layout, P, ws, X, Y, order, start, S, perSample);
+  const r = chunkDeltas(layout, P, ws, X, Y, order, start, S, rule);
   blockGradient(layout, G, ws, S, accumulate);
   return r;
 }

@@ -13,7 +13,7 @@ import type { NetSpec } from './layout.js';
 import type { OptimizerOptions } from './optim.js';
 import type { RngState } from './rng.js';
 import type { EpochStats } from './trainer.js';
-import { writeFileAtomic } from './fsutil.js';
+import { writeFailure, writeFileAtomic } from './fsutil.js';
 
 export const CHECKPOINT_FORMAT = 'bptrain-checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -22,8 +22,9 @@ const MAX_CHECKPOINT_BYTES = 4 * 2 ** 30;
 /** Thrown when a checkpoint cannot be read, or does not belong to this run. */
 export class CheckpointError extends Error {
   readonly code = 'BPTRAIN_CHECKPOINT';
-  constructor(message: string, readonly file?: string) {
-    super(file !== undefined ? `${file}: ${message}` : message);
+  /** `options.cause`: the file system's error when the checkpoint could not be read or written. */
+  constructor(message: string, readonly file?: string, options?: ErrorOptions) {
+    super(file !== undefined ? `${file}: ${message}` : message, options);
     this.name = 'CheckpointError';
   }
 }
@@ -108,8 +109,17 @@ export function hashDataset(d: Dataset): string {
   return h.digest('hex');
 }
 
+/** Writes the checkpoint atomically (writeFileAtomic). A failed write (a full disk, a directory
+ *  removed or made read-only during the run) is a CheckpointError whose cause is the file
+ *  system's error. */
 export async function saveCheckpoint(file: string, c: Checkpoint): Promise<void> {
-  await writeFileAtomic(file, JSON.stringify(c) + '\n');
+  try {
+    await writeFileAtomic(file, JSON.stringify(c) + '\n');
+  } catch (err) {
+    // writeFileAtomic's error names the file; its cause is the system's.
+    const fsError = (err as Error)?.cause ?? err;
+    throw new CheckpointError(`cannot write the checkpoint: ${writeFailure(file, fsError)}`, file, { cause: fsError });
+  }
 }
 
 export async function loadCheckpoint(file: string): Promise<Checkpoint> {
@@ -121,7 +131,7 @@ export async function loadCheckpoint(file: string): Promise<Checkpoint> {
   } catch (err) {
     if (err instanceof CheckpointError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    throw new CheckpointError(code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`, file);
+    throw new CheckpointError(code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`, file, { cause: err });
   }
   let c: unknown;
   try {

@@ -91,7 +91,8 @@ export function toShared(ds: Dataset): Dataset {
  *  with a cross-entropy `loss`, every target a probability. */
 export function checkDatasetFits(ds: Dataset, inputs: number, outputs: number, name = 'data', loss?: string): void {
   if (ds === null || typeof ds !== 'object') throw new OptionError(name, ds, 'a Dataset (makeDataset, or { size, inputDim, targetDim, x, y })');
-  if (!(ds.x instanceof Float64Array) || !(ds.y instanceof Float64Array)) throw new OptionError(`${name}.x and ${name}.y`, ds.x, 'Float64Arrays');
+  for (const field of ['x', 'y'] as const)
+    if (!(ds[field] instanceof Float64Array)) throw new OptionError(`${name}.${field}`, ds[field], `a Float64Array (size × ${field === 'x' ? 'inputDim' : 'targetDim'}, sample-major; makeDataset builds one from arrays)`);
   if (!Number.isInteger(ds.size) || ds.size < 1) throw new OptionError(`${name}.size`, ds.size, 'a positive integer');
   if (ds.inputDim !== inputs)
     throw new DataError(`${name}: samples have ${ds.inputDim} inputs, but the network's input layer has ${inputs}`);

@@ -33,6 +33,7 @@ import {
 import { testHooks } from './testhooks.js';
 import { OptimizerOptions, optimizerBufferCount, optimizerStepRange } from './optim.js';
 import type { NetSpec } from './layout.js';
+import { Accuracy, outputAccuracy } from './kernels.js';
 
 /** Samples per chunk: the unit of the summation order (and of the work a thread takes at a time).
  *  A constant, so the order depends on sample positions only. 32 keeps a chunk's activations
@@ -130,11 +131,11 @@ export interface Context {
   readonly sync: Int32Array;
   /** Evaluation outputs (N × nL), or null when not asked for. */
   readonly outputs: Float64Array | null;
-  /** Accuracy per sample by the largest output for sigmoid outputs too (countCorrect). */
-  readonly perSampleAccuracy: boolean;
+  /** How correct predictions are counted (countCorrect). */
+  readonly accuracy: Accuracy;
 }
 
-export function makeContext(spec: NetSpec, buffers: SharedBuffers, layout: Layout = makeLayout(spec), perSampleAccuracy = false): Context {
+export function makeContext(spec: NetSpec, buffers: SharedBuffers, layout: Layout = makeLayout(spec), accuracy = outputAccuracy(layout.act[layout.depth - 1])): Context {
   const params = new Float64Array(buffers.params, 0, layout.stride);
   const gradSum = new Float64Array(buffers.gradSum);
   return {
@@ -156,7 +157,7 @@ export function makeContext(spec: NetSpec, buffers: SharedBuffers, layout: Layou
     optState: new Float64Array(buffers.optState),
     sync: new Int32Array(buffers.sync),
     outputs: buffers.outputs !== undefined ? new Float64Array(buffers.outputs) : null,
-    perSampleAccuracy,
+    accuracy,
   };
 }
 
@@ -202,7 +203,7 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
       if (sumInto === null) throw new Error('runChunks: a gradient needs sumInto');
       // chunkGradient's two halves, so that a profile can time each.
       const t0 = phases === null ? 0 : performance.now();
-      r = chunkDeltas(layout, ctx.P, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, ctx.perSampleAccuracy);
+      r = chunkDeltas(layout, ctx.P, ctx.ws, ctx.X, ctx.Y, ctx.order, t.batchStart + begin, S, ctx.accuracy);
       const t1 = phases === null ? 0 : performance.now();
       blockGradient(layout, sumInto, ctx.ws, S, c > 0);
       if (phases !== null) {
@@ -213,7 +214,7 @@ export function runChunks(ctx: Context, t: RangeTask, sumInto: ParamViews | null
       const m = sizes[sizes.length - 1];
       const eval_ = t.kind === 'eval';
       gatherBlock(ctx.ws, ctx.X, eval_ ? ctx.Y : null, ctx.order, t.batchStart + begin, S, sizes[0], m);
-      if (eval_) r = evaluateBlock(layout, ctx.P, ctx.ws, S, ctx.perSampleAccuracy);
+      if (eval_) r = evaluateBlock(layout, ctx.P, ctx.ws, S, ctx.accuracy);
       else {
         forwardBlock(layout, ctx.P, ctx.ws, S);
         r = NO_STATS;
@@ -336,7 +337,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       const end = Math.min(chunks, begin + ROUND_CHUNKS);
       const stamp = generation + 1; // the barrier that ends this δ pass
       for (let c = begin + claim(SYNC_NEXT_CHUNK, claims.chunks); c < end; c = begin + claim(SYNC_NEXT_CHUNK, claims.chunks)) {
-        const r = chunkDeltas(layout, ctx.P, block(ctx, c - begin), ctx.X, ctx.Y, ctx.order, start + c * CHUNK_SIZE, chunkSamples(size, c), ctx.perSampleAccuracy);
+        const r = chunkDeltas(layout, ctx.P, block(ctx, c - begin), ctx.X, ctx.Y, ctx.order, start + c * CHUNK_SIZE, chunkSamples(size, c), ctx.accuracy);
         stats[c * STATS_PER_CHUNK] = r.loss;
         stats[c * STATS_PER_CHUNK + 1] = r.correct;
         testHooks?.afterChunk(task.step + i, f.index, c);

@@ -1,7 +1,7 @@
 // File helpers: atomic writes (a reader sees the old file or the new one, never half of one),
 // and whether a module is the program node was started with.
 
-import { promises as fsp, lstatSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { constants as fsc, promises as fsp, accessSync, lstatSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -158,10 +158,57 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
  *  message may name a temporary file, or nothing at all), with the system's error as cause. */
 export function writeError(file: string, err: unknown): Error {
   const code = (err as NodeJS.ErrnoException)?.code;
-  const reason = code === 'ENOENT' ? `the directory ${path.dirname(file)} does not exist`
+  return Object.assign(new Error(`cannot write ${file}: ${writeFailure(file, err)}`, { cause: err }), { code });
+}
+
+/** Why the system's error `err` failed a write of `file`, in words (writeError's reason). */
+export function writeFailure(file: string, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ENOENT' ? `the directory ${path.dirname(file)} does not exist`
     : code === 'EACCES' || code === 'EPERM' ? `no permission to write in ${path.dirname(file)}`
     : code === 'ENOSPC' ? 'no space left on the device' : (err as Error)?.message ?? String(err);
-  return Object.assign(new Error(`cannot write ${file}: ${reason}`, { cause: err }), { code });
+}
+
+/**
+ * Why writeFileAtomic could not write `file`, as far as can be told before writing it, or
+ * undefined: `file` is a directory; its directory (of its real path, for a symlink) does not
+ * exist, is not a directory, or may not be written in; or it is a write-protected file (replaced
+ * only behind its owner's back, which cp and a shell's redirection refuse too). A device or FIFO
+ * (written in place, see writeTarget) is fine. For an output that must not be found unwritable
+ * only after the work that fills it (a checkpoint, a model).
+ */
+export function unwritableReason(file: string): string | undefined {
+  let existing: ReturnType<typeof statSync> | undefined;
+  try {
+    existing = statSync(file);
+  } catch {
+    // not there yet
+  }
+  if (existing?.isDirectory()) return `${file} is a directory; give a file name`;
+  const target = writeTarget(file);
+  if (!target.atomic) return undefined;
+  const dir = path.dirname(path.resolve(target.path));
+  let dirStat: ReturnType<typeof statSync> | undefined;
+  try {
+    dirStat = statSync(dir);
+  } catch {
+    // reported below
+  }
+  if (dirStat === undefined) return `the directory ${dir} does not exist`;
+  if (!dirStat.isDirectory()) return `${dir} is not a directory`;
+  try {
+    accessSync(dir, fsc.W_OK);
+  } catch {
+    return `no permission to write in ${dir}`;
+  }
+  if (existing !== undefined) {
+    try {
+      accessSync(target.path, fsc.W_OK);
+    } catch {
+      return `${file} is write-protected; make it writable (chmod u+w) to replace it`;
+    }
+  }
+  return undefined;
 }
 
 /** A failed write to stdout, said once by the CLI (see cli.ts). */

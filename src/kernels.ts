@@ -482,12 +482,30 @@ export function lossForwardBackward(
   }
 }
 
-/** Number of correct predictions in a block: argmax match for softmax, a 0.5 threshold per output
- *  for sigmoid (so the count is over S·m values), or with `perSample` an argmax match for sigmoid
- *  too (class labels: one class per sample). Regression outputs have no accuracy: returns 0. */
-export function countCorrect(outAct: Act, A: Float64Array, Y: Float64Array, m: number, S: number, perSample = false): number {
+/** How countCorrect decides that a prediction is right. The trainer picks it from the model
+ *  (trainer.ts accuracyRule): a model of class labels by decodeOutput's rule, whatever its output
+ *  activation; any other model by its output activation (outputAccuracy). */
+export enum Accuracy {
+  /** No accuracy (regression): countCorrect returns 0. */
+  None = 0,
+  /** One per sample: the largest output (the first of equals) is the target's largest. */
+  Argmax = 1,
+  /** One per output value: on the same side of 0.5 as its target (count over S·m values). */
+  PerOutput = 2,
+  /** One per sample: the first output on the same side of 0.5 as the first target (two labels). */
+  FirstOutput = 3,
+}
+
+/** The accuracy of a model that says nothing about its targets, by its output activation: argmax
+ *  for softmax, per output for sigmoid (multi-label, as Keras' binary_accuracy), none otherwise. */
+export function outputAccuracy(outAct: Act): Accuracy {
+  return outAct === Act.Softmax ? Accuracy.Argmax : outAct === Act.Sigmoid ? Accuracy.PerOutput : Accuracy.None;
+}
+
+/** Number of correct predictions in a block of S samples (A and Y feature-major, m × S) by `rule`. */
+export function countCorrect(rule: Accuracy, A: Float64Array, Y: Float64Array, m: number, S: number): number {
   let correct = 0;
-  if (outAct === Act.Softmax || (perSample && outAct === Act.Sigmoid)) {
+  if (rule === Accuracy.Argmax) {
     for (let s = 0; s < S; s++) {
       let best = s, bestY = s;
       for (let o = 1, j = s + S; o < m; o++, j += S) {
@@ -496,9 +514,11 @@ export function countCorrect(outAct: Act, A: Float64Array, Y: Float64Array, m: n
       }
       if (best === bestY) correct++;
     }
-  } else if (outAct === Act.Sigmoid) {
+  } else if (rule === Accuracy.PerOutput) {
     const len = m * S;
     for (let j = 0; j < len; j++) if (A[j] >= 0.5 === Y[j] >= 0.5) correct++;
+  } else if (rule === Accuracy.FirstOutput) {
+    for (let s = 0; s < S; s++) if (A[s] >= 0.5 === Y[s] >= 0.5) correct++;
   }
   return correct;
 }

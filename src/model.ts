@@ -7,7 +7,7 @@ import {
   Activation, HIDDEN_ACTIVATIONS, HiddenActivation, Layout, LOSSES, Loss, MAX_LAYER_SIZE, MAX_PARAMS, NetSpec,
   OUTPUT_ACTIVATIONS, OutputActivation, ParamViews, checkSpec, makeLayout, paramViews, sharedFloat64,
 } from './layout.js';
-import { ModelFormatError, OptionError, checkOptionKeys } from './errors.js';
+import { ModelFormatError, OptionError, checkOptionKeys, describe } from './errors.js';
 import { Rng } from './rng.js';
 import { forwardBlock, gatherBlock, makeWorkspace } from './backprop.js';
 import { writeFileAtomic } from './fsutil.js';
@@ -67,10 +67,22 @@ export class Model {
   #normalization: Normalization | undefined;
   #inputFields: InputFields | undefined;
 
+  /**
+   * A model of the network `spec` (see resolveModelSpec), its weights and biases zero, or copied
+   * from `params`: another model's `params` (or a copy), in the same layout, which pads each
+   * block to 64 bytes, so it holds `layout.stride` numbers, more than `parameterCount`. Any
+   * other length is an OptionError (it would be cut short, or leave the weights it lacks at 0).
+   */
   constructor(spec: NetSpec, params?: Float64Array) {
     this.layout = makeLayout(spec);
-    this.params = sharedFloat64(this.layout.stride);
-    if (params !== undefined) this.params.set(params.subarray(0, this.layout.stride));
+    const { stride, count } = this.layout;
+    if (params !== undefined && !(params instanceof Float64Array && params.length === stride)) {
+      const got = params instanceof Float64Array ? `a Float64Array of ${params.length} numbers` : describe(params);
+      throw new OptionError('params', params, '',
+        `params must be a Float64Array of ${stride} numbers, in the layout of model.params (the ${count} weights and biases, each layer's block padded to 64 bytes; paramViews shows where each is); received ${got}`);
+    }
+    this.params = sharedFloat64(stride);
+    if (params !== undefined) this.params.set(params);
     this.views = paramViews(this.layout, this.params);
   }
 
@@ -115,11 +127,23 @@ export class Model {
   /** Network outputs for raw inputs, one row per sample (normalisation applied if the model has it). */
   predict(inputs: ArrayLike<ArrayLike<number>>): number[][] {
     const X = inputMatrix(inputs, this.inputs);
-    return outputRows(this.forward(X, inputs.length), this.outputs);
+    return outputRows(this.#forward(X, inputs.length), this.outputs);
   }
 
-  /** Outputs (n × n_L, sample-major) for n raw inputs X (n × n0, sample-major). */
+  /** Outputs (n × n_L, sample-major) for n raw inputs X (n × n0, sample-major; normalisation
+   *  applied if the model has it). X must hold exactly n × n0 finite numbers (else OptionError),
+   *  as `trainer.predict`'s flat form. */
   forward(X: Float64Array, n: number): Float64Array {
+    if (!(X instanceof Float64Array)) throw new OptionError('X', X, 'a Float64Array (n × inputs, sample-major)');
+    if (!(Number.isSafeInteger(n) && n >= 0)) throw new OptionError('n', n, 'the number of samples, an integer ≥ 0');
+    if (X.length !== n * this.inputs)
+      throw new OptionError('X', X, '', `X has ${X.length} numbers, but n × inputs is ${n} × ${this.inputs} = ${n * this.inputs}`);
+    checkInputArray(X, this.inputs, 'X');
+    return this.#forward(X, n);
+  }
+
+  /** forward without its checks, for inputs already checked (predict's inputMatrix). */
+  #forward(X: Float64Array, n: number): Float64Array {
     const n0 = this.inputs;
     const m = this.outputs;
     this.checkSettings();
@@ -188,16 +212,31 @@ export function resolveModelSpec(options: ModelOptions): NetSpec {
   if (!Array.isArray(layers)) throw new OptionError('layers', layers, 'an array of layer sizes, e.g. [2, 3, 2, 1]');
   const L = layers.length - 1;
   const hidden = options.hidden ?? 'relu';
+  // One name for a network without hidden layers would apply to no layer: refused rather than
+  // ignored, unless it is the default, which asks for nothing (the CLI passes its --hidden default).
+  if (L === 1 && !Array.isArray(hidden) && hidden !== 'relu')
+    throw new OptionError('hidden', hidden, `left out for a network without hidden layers (layers ${JSON.stringify(layers)}): it would apply to no layer`);
   const hiddenList = Array.isArray(hidden) ? hidden : Array.from({ length: Math.max(0, L - 1) }, () => hidden);
   if (hiddenList.length !== Math.max(0, L - 1)) throw new OptionError('hidden', hidden, `${L - 1} activations, one per hidden layer`);
   let { output, loss } = options;
+  const outputGiven = output !== undefined;
   if (output === undefined) {
     output = loss === 'cross-entropy' ? 'softmax' : loss === 'binary-cross-entropy' ? 'sigmoid' : loss === 'mse' ? 'linear'
       : layers[L] === 1 ? 'sigmoid' : 'softmax';
   }
   if (loss === undefined) loss = output === 'softmax' ? 'cross-entropy' : output === 'sigmoid' ? 'binary-cross-entropy' : 'mse';
   const spec: NetSpec = { sizes: [...layers], activations: [...hiddenList, output], loss };
-  checkSpec(spec);
+  try {
+    checkSpec(spec);
+  } catch (err) {
+    // An output the caller left out is the loss's default: say so, not just "received softmax"
+    // (cross-entropy takes softmax only, which needs two outputs or more).
+    if (!outputGiven && err instanceof OptionError && err.option === 'output') {
+      const hint = loss === 'cross-entropy' ? "; for a single output, use loss 'binary-cross-entropy' (sigmoid) or 'mse'" : '';
+      throw new OptionError('output', output, '', `${err.message.split('; received ')[0]}; received no output, so the default for loss '${loss}': ${describe(output)}${hint}`);
+    }
+    throw err;
+  }
   return spec;
 }
 
@@ -244,11 +283,11 @@ export function inputMatrix(inputs: ArrayLike<ArrayLike<number>>, n0: number): F
 }
 
 /** A flat sample-major matrix of inputs (n × n0), checked: its length, and every value finite. */
-export function checkInputArray(X: Float64Array, n0: number): number {
+export function checkInputArray(X: Float64Array, n0: number, name = 'inputs'): number {
   if (X.length % n0 !== 0)
-    throw new OptionError('inputs', X, '', `inputs has ${X.length} numbers, not a multiple of ${n0} (the model's inputs per sample)`);
+    throw new OptionError(name, X, '', `${name} has ${X.length} numbers, not a multiple of ${n0} (the model's inputs per sample)`);
   for (let i = 0; i < X.length; i++)
-    if (!Number.isFinite(X[i])) throw new OptionError(`inputs[${i}]`, X[i], `a finite number (sample ${Math.floor(i / n0)}, input ${i % n0})`);
+    if (!Number.isFinite(X[i])) throw new OptionError(`${name}[${i}]`, X[i], `a finite number (sample ${Math.floor(i / n0)}, input ${i % n0})`);
   return X.length / n0;
 }
 

@@ -8,6 +8,7 @@
 
 import type { NetSpec } from './layout.js';
 import type { OptimizerOptions } from './optim.js';
+import type { Accuracy } from './kernels.js';
 
 export interface SharedBuffers {
   /** Model parameters (read-only for workers until a step's last barrier). */
@@ -89,8 +90,9 @@ export interface WorkerTask {
   readonly contextId: string;
   readonly spec: NetSpec;
   readonly buffers: SharedBuffers;
-  /** Count accuracy per sample for sigmoid outputs (a model of class labels); see countCorrect. */
-  readonly perSampleAccuracy?: boolean;
+  /** How correct predictions are counted (kernels.ts Accuracy; by the output activation when
+   *  left out); see countCorrect. */
+  readonly accuracy?: Accuracy;
   /** Offset of the minibatch in `order` ('eval'), the batch size, and the fixed chunk size. */
   readonly batchStart: number;
   readonly batchSize: number;

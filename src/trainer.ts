@@ -26,12 +26,13 @@ import { OptimizerOptions, OptimizerState, makeOptimizerState, optimizerBufferCo
 import { Rng } from './rng.js';
 import { NumericError, OptionError, StateError, WorkerError, checkOptionKeys, signalOption } from './errors.js';
 import { sharedFloat64 } from './layout.js';
-import { Act } from './layout.js';
+import { Accuracy, outputAccuracy } from './kernels.js';
 import {
   CHECKPOINT_FORMAT, CHECKPOINT_VERSION, Checkpoint, CheckpointError, RunSettings, checkCheckpoint, compareCheckpoint,
   decodeFloat64, decodeInt32, encodeFloat64, encodeInt32, hashDataset, loadCheckpoint, saveCheckpoint,
 } from './checkpoint.js';
 import { mainHooks } from './testhooks.js';
+import { unwritableReason } from './fsutil.js';
 
 export interface TrainerOptions {
   /** Worker threads: a number ≥ 1, or 'auto' (one thread for networks too small to gain from more,
@@ -88,7 +89,9 @@ export interface FitOptions {
    *  the same happens. */
   onStep?: ((progress: StepProgress) => unknown) | undefined;
   /** Write a checkpoint to this file after every epoch, every `checkpointEvery` steps, and when
-   *  the fit is aborted (see checkpoint.ts). Written atomically. */
+   *  the fit is aborted (see checkpoint.ts). Written atomically. Checked before any work (a
+   *  directory, or a file whose directory is missing or read-only, is an OptionError); a write
+   *  that fails later (a full disk) is a CheckpointError with the file system's error as cause. */
   checkpoint?: string | undefined;
   /** Also write the checkpoint every N steps. */
   checkpointEvery?: number | undefined;
@@ -155,7 +158,8 @@ export interface EpochStats {
   epoch: number;
   /** Mean training loss over the epoch's samples (each at the weights of its step). */
   loss: number;
-  /** Training accuracy, for sigmoid and softmax outputs. */
+  /** Training accuracy, for sigmoid and softmax outputs and for models of labels (target kind
+   *  'classes' or 'binary', any output), counted as decodeOutput decides (README, Accuracy). */
   accuracy?: number;
   valLoss?: number;
   valAccuracy?: number;
@@ -220,7 +224,7 @@ export interface Metrics {
   loss: number;
   /** The model's outputs (size × outputs, sample-major), with evaluate's `outputs: true`. */
   outputs?: Float64Array;
-  /** For sigmoid and softmax outputs. */
+  /** For sigmoid and softmax outputs and for models of labels (as EpochStats.accuracy). */
   accuracy?: number;
   samples: number;
 }
@@ -246,6 +250,37 @@ const abandoned = new FinalizationRegistry<Piscina>((pool) => {
 const modelsTraining = new WeakSet<Model>();
 const modelReaders = new WeakMap<Model, number>();
 
+/** The one 'abort' listener on each caller's signal, shared by the calls of every Trainer that
+ *  wait on it (see onAbort); an entry goes when its last call stops listening or the signal aborts. */
+const aborters = new WeakMap<AbortSignal, { fns: Set<() => void>; listener: () => void }>();
+
+/** Calls `fn` when `signal` aborts, through one listener per signal for all calls of all
+ *  trainers (a listener each would trip Node's MaxListenersExceededWarning at the 11th, for a
+ *  service that gives one shutdown signal to many trainers; raising the signal's limit instead
+ *  would change the caller's object); returns the way to stop listening. */
+function onAbort(signal: AbortSignal, fn: () => void): () => void {
+  let entry = aborters.get(signal);
+  if (entry === undefined) {
+    const fns = new Set<() => void>();
+    const listener = (): void => {
+      aborters.delete(signal);
+      for (const f of fns) f();
+    };
+    entry = { fns, listener };
+    aborters.set(signal, entry);
+    signal.addEventListener('abort', listener, { once: true });
+  }
+  const { fns, listener } = entry;
+  fns.add(fn);
+  return () => {
+    fns.delete(fn);
+    if (fns.size === 0 && aborters.get(signal)?.fns === fns) {
+      aborters.delete(signal);
+      signal.removeEventListener('abort', listener);
+    }
+  };
+}
+
 export class Trainer {
   readonly model: Model;
   private readonly threadsOption: number | 'auto';
@@ -260,8 +295,6 @@ export class Trainer {
   /** Aborts the running call; close() uses it. */
   private current: AbortController | null = null;
   private closing: Promise<void> | null = null;
-  /** The one 'abort' listener per caller's signal (see onAbort). */
-  private readonly aborters = new Map<AbortSignal, { fns: Set<() => void>; listener: () => void }>();
   /** True while one of the running fit's callbacks runs (synchronously): a call on this trainer
    *  made there would queue behind the fit that waits for the callback, for ever (see turn). */
   private inCallback = false;
@@ -437,11 +470,12 @@ export class Trainer {
     // The next call waits for this one and for everything before it, also when this one gives
     // up while it waits.
     this.tail = before.then(() => mine);
-    // Every call on one signal shares one 'abort' listener (see onAbort): twenty calls queued
-    // with a service's shutdown signal must not trip Node's listener-leak warning.
+    // Every call on one signal, of every trainer, shares one 'abort' listener (see onAbort):
+    // twenty calls queued with a service's shutdown signal, or fifteen trainers given it, must
+    // not trip Node's listener-leak warning.
     let wake = (): void => {};
     const woken = new Promise<void>((resolve) => (wake = resolve));
-    const off = signal === undefined ? () => {} : this.onAbort(signal, () => wake());
+    const off = signal === undefined ? () => {} : onAbort(signal, () => wake());
     try {
       await Promise.race([before, woken]);
       signal?.throwIfAborted();
@@ -463,31 +497,6 @@ export class Trainer {
       off();
       done();
     }
-  }
-
-  /** Calls `fn` when `signal` aborts, through one listener per signal for all of this trainer's
-   *  calls; returns the way to stop listening. */
-  private onAbort(signal: AbortSignal, fn: () => void): () => void {
-    let entry = this.aborters.get(signal);
-    if (entry === undefined) {
-      const fns = new Set<() => void>();
-      const listener = (): void => {
-        this.aborters.delete(signal);
-        for (const f of fns) f();
-      };
-      entry = { fns, listener };
-      this.aborters.set(signal, entry);
-      signal.addEventListener('abort', listener, { once: true });
-    }
-    const { fns, listener } = entry;
-    fns.add(fn);
-    return () => {
-      fns.delete(fn);
-      if (fns.size === 0 && this.aborters.get(signal)?.fns === fns) {
-        this.aborters.delete(signal);
-        signal.removeEventListener('abort', listener);
-      }
-    };
   }
 
   /** Runs one of the user's fit callbacks, marked as such (see inCallback). */
@@ -583,7 +592,7 @@ export class Trainer {
     }
     try {
       await this.runAll(pool, Array.from({ length: t }, (_, w): WorkerTask => ({
-        kind, contextId, spec: this.model.layout.spec, perSampleAccuracy: ctx.perSampleAccuracy, buffers, batchStart, batchSize, chunkSize, step: -1,
+        kind, contextId, spec: this.model.layout.spec, accuracy: ctx.accuracy, buffers, batchStart, batchSize, chunkSize, step: -1,
         chunkBegin: Math.floor((w * chunks) / t), chunkEnd: Math.floor(((w + 1) * chunks) / t),
       })));
     } catch (err) {
@@ -614,7 +623,7 @@ export class Trainer {
     const optimizer = opts.clipNorm === undefined ? opts.optimizer : null;
     const t = run.threads;
     const tasks = Array.from({ length: t }, (_, w): WorkerTask => ({
-      kind: 'grad', contextId: run.contextId, spec: this.model.layout.spec, perSampleAccuracy: run.ctx.perSampleAccuracy, buffers: run.buffers,
+      kind: 'grad', contextId: run.contextId, spec: this.model.layout.spec, accuracy: run.ctx.accuracy, buffers: run.buffers,
       batchStart: 0, batchSize: run.batchSize, chunkSize: CHUNK_SIZE, chunkBegin: 0, chunkEnd: 0, step: globalStep,
       steps: { workers: t, index: w, first, count, samples: run.samples, optimizer, t: state.step + 1, timeoutMs: BARRIER_TIMEOUT_MS, profile: run.phases !== null },
     }));
@@ -736,7 +745,7 @@ export class Trainer {
     const model = this.model;
     const N = data.size;
     const r = await this.forwardPass(data.x, data.y, N, threads, signal, withOutputs);
-    const units = accuracyUnits(model);
+    const units = accuracyUnits(accuracyRule(model), model.outputs);
     return {
       loss: r.loss / N, ...(units > 0 ? { accuracy: r.correct / (N * units) } : {}), samples: N,
       ...(r.outputs !== null ? { outputs: r.outputs } : {}),
@@ -771,7 +780,7 @@ export class Trainer {
       ...(withOutputs ? { outputs: this.sharedScratch('pass.outputs', n * model.outputs, false).buffer as SharedArrayBuffer } : {}),
     };
     await this.ensurePool(threads);
-    const ctx = makeContext(layout.spec, buffers, layout, perSampleAccuracy(model));
+    const ctx = makeContext(layout.spec, buffers, layout, accuracyRule(model));
     const contextId = `${this.id}.e${this.contextCounter++}`;
     const kind = y !== null ? 'eval' : 'predict';
     // The set is run in rounds of a few chunks per thread, so the event loop breathes between
@@ -852,10 +861,10 @@ export class Trainer {
       y: train.y.buffer as SharedArrayBuffer,
       order: order.buffer as SharedArrayBuffer,
     };
-    const ctx = makeContext(layout.spec, buffers, layout, perSampleAccuracy(model));
+    const ctx = makeContext(layout.spec, buffers, layout, accuracyRule(model));
     const contextId = `${this.id}.f${this.contextCounter++}`;
     const steps = Math.ceil(N / B);
-    const units = accuracyUnits(model);
+    const units = accuracyUnits(ctx.accuracy, model.outputs);
     const monitorVal = validation !== undefined;
 
     // Everything a checkpoint captures, so that a resumed run continues with the same bits.
@@ -1208,19 +1217,21 @@ const EVAL_CHUNK = 64;
 /** Arithmetic per thread per step below which another thread does not pay (see threadsFor). */
 const MIN_FLOPS_PER_THREAD = 2e6;
 
-/** Values the accuracy is counted over per sample: 1 for softmax, m for sigmoid, 0 otherwise;
- *  1 for sigmoid outputs of class labels (perSampleAccuracy). */
-function accuracyUnits(model: Model): number {
-  const out = model.layout.act[model.layout.depth - 1];
-  return out === Act.Softmax || perSampleAccuracy(model) ? 1 : out === Act.Sigmoid ? model.outputs : 0;
+/** How a model's predictions are counted right (countCorrect): a model of class labels (target
+ *  kind 'classes' or 'binary', as `bptrain train` writes for labels) by decodeOutput's rule, the
+ *  rule of `bptrain evaluate`, whatever its output activation (linear and tanh outputs trained
+ *  on one-hot or 0/1 targets classify too; and per output, 9 of 10 one-hot sigmoid outputs are
+ *  right for a model that always answers 0); any other model by its output activation. */
+function accuracyRule(model: Model): Accuracy {
+  const kind = model.target?.kind;
+  if (kind === 'classes') return Accuracy.Argmax;
+  if (kind === 'binary') return Accuracy.FirstOutput;
+  return outputAccuracy(model.layout.act[model.layout.depth - 1]);
 }
 
-/** A model whose outputs stand for one class label per sample (target kind 'classes', as
- *  `bptrain train` writes for labels) is right on a sample when its largest output is the
- *  label's, with sigmoid outputs too, as `bptrain evaluate` counts it: per output, 9 of 10
- *  one-hot outputs are right for a model that always answers 0. */
-function perSampleAccuracy(model: Model): boolean {
-  return model.target?.kind === 'classes' && model.layout.act[model.layout.depth - 1] === Act.Sigmoid;
+/** Values the accuracy is counted over per sample under `rule`: m per output, 1 per sample, 0 for none. */
+function accuracyUnits(rule: Accuracy, outputs: number): number {
+  return rule === Accuracy.None ? 0 : rule === Accuracy.PerOutput ? outputs : 1;
 }
 
 function yieldToEventLoop(): Promise<void> {
@@ -1247,6 +1258,15 @@ const flag = (name: string, v: unknown, fallback: boolean): boolean => {
 const nonEmpty = (name: string, v: unknown): string => {
   if (typeof v !== 'string' || v === '') throw new OptionError(name, v, 'a file name');
   return v;
+};
+
+/** A file an option names for writing: checked now, so that a path that cannot be written is
+ *  refused before training rather than found after its first epoch. */
+const writableFile = (name: string, v: unknown): string => {
+  const file = nonEmpty(name, v);
+  const why = unwritableReason(file);
+  if (why !== undefined) throw new OptionError(name, file, `a file that can be written (${why})`);
+  return file;
 };
 
 /** Most threads a Trainer takes (the CLI checks --threads against the same). */
@@ -1303,7 +1323,7 @@ export function resolveFitOptions(o: FitOptions): ResolvedFitOptions {
     onEpoch: o.onEpoch,
     onStep: o.onStep,
     onCheckpoint: o.onCheckpoint,
-    checkpoint: o.checkpoint === undefined ? undefined : nonEmpty('checkpoint', o.checkpoint),
+    checkpoint: o.checkpoint === undefined ? undefined : writableFile('checkpoint', o.checkpoint),
     checkpointEvery: o.checkpointEvery === undefined ? undefined : positiveInt('checkpointEvery', o.checkpointEvery, 1e9),
     resume: o.resume === undefined ? undefined : typeof o.resume === 'string' ? nonEmpty('resume', o.resume) : o.resume,
     clipNorm: o.clipNorm === undefined ? undefined : number('clipNorm', o.clipNorm, 0, Infinity, true),

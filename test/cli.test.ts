@@ -370,6 +370,25 @@ describe('regression on whole-number targets, and fields that must match the mod
     expect(last.val_accuracy).toBe(e.accuracy);
     expect(e.accuracy).toBeLessThan(0.6);
   });
+  it('labels on linear or tanh outputs: train reports an accuracy, the same as evaluate on the same data', () => {
+    // String labels (3 classes) on linear and tanh outputs, and 0/1 labels on a tanh output (binary).
+    const three = path.join(dir, 'labels3.ndjson');
+    writeFileSync(three, Array.from({ length: 60 }, (_, i) => JSON.stringify({ a: (i % 3) + ((i * 37) % 11) / 11, b: ((i * 53) % 13) / 13, species: ['setosa', 'versicolor', 'virginica'][i % 3] })).join('\n') + '\n');
+    const two = path.join(dir, 'labels01.ndjson');
+    writeFileSync(two, Array.from({ length: 60 }, (_, i) => JSON.stringify({ x: [(i % 2) + ((i * 37) % 11) / 11, ((i * 53) % 13) / 13], y: i % 2 })).join('\n') + '\n');
+    for (const [data, output, kind, fields] of [[three, 'linear', 'classes', ['--features', 'a,b', '--label', 'species']], [three, 'tanh', 'classes', ['--features', 'a,b', '--label', 'species']], [two, 'tanh', 'binary', []]] as const) {
+      const model = outFile(`acc-${output}-${kind}.json`);
+      const metrics = path.join(dir, `acc-${output}-${kind}.metrics`);
+      const r = bptrain(['train', '--data', data, ...fields, '--validation', data, '--hidden-layers', '8', '--output', output, '--epochs', '5', '--out', model, '--metrics', metrics]);
+      expect(r.code).toBe(0);
+      expect(r.stdout + r.stderr).toMatch(/final loss [\d.]+, accuracy [\d.]+%/);
+      expect(JSON.parse(readFileSync(model, 'utf8')).target.kind).toBe(kind);
+      const epochs = readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      for (const e of epochs) expect(typeof e.accuracy).toBe('number');
+      const e = JSON.parse(bptrain(['evaluate', '--model', model, '--data', data, '--json']).stdout);
+      expect(epochs.at(-1).val_accuracy).toBe(e.accuracy);
+    }
+  });
   it('predict and evaluate refuse --features other than the model was trained on (order included)', () => {
     const iris = path.join(dir, 'rec.ndjson');
     writeFileSync(iris, Array.from({ length: 40 }, (_, i) => JSON.stringify({ a: i % 5, b: i % 3, c: i / 40, kind: i % 2 ? 'odd' : 'even' })).join('\n') + '\n');

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync, readdirSync, rmSync } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DataError, ModelFormatError, OptionError, StateError, Trainer, computeNormalization, createModel, isBptrainError, loadDataset, loadModel, makeDataset, modelToText, normalizeInPlace, parseModelText, saveModel } from '../src/index.js';
+import { DataError, Model, ModelFormatError, OptionError, StateError, Trainer, computeNormalization, createModel, isBptrainError, loadDataset, loadModel, makeDataset, modelToText, normalizeInPlace, parseModelText, saveModel } from '../src/index.js';
 import { sameBits } from './helpers.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-model-'));
@@ -50,6 +50,37 @@ describe('computeNormalization', () => {
     const x = flat(X);
     normalizeInPlace(x, 100, 4, norm);
     for (let i = 0; i < 100; i++) for (const j of [0, 2, 3]) expect(Math.abs(x[i * 4 + j])).toBeLessThan(1e-12);
+  });
+});
+
+describe('Model in code', () => {
+  it('new Model(spec, params) takes params of exactly the padded layout length, and refuses any other', () => {
+    const m = createModel({ layers: [2, 3, 1], seed: 3 });
+    expect(m.layout.stride).toBeGreaterThan(m.parameterCount); // padded
+    const copy = new Model(m.layout.spec, Float64Array.from(m.params));
+    expect(sameBits(copy.params, m.params)).toBe(true);
+    expect(copy.predict([[0.3, -0.2]])).toEqual(m.predict([[0.3, -0.2]]));
+    // Shorter: the weights it lacks would be 0 (a 0.5 everywhere); longer: silently cut short.
+    for (const bad of [new Float64Array(m.parameterCount), new Float64Array(3), new Float64Array(m.layout.stride + 1), Array.from(m.params)]) {
+      const err = (() => { try { return new Model(m.layout.spec, bad as Float64Array); } catch (e) { return e; } })();
+      expect(err).toBeInstanceOf(OptionError);
+      expect(err).toMatchObject({ option: 'params' });
+      expect((err as Error).message).toMatch(new RegExp(`^params must be a Float64Array of ${m.layout.stride} numbers, in the layout of model.params \\(the ${m.parameterCount} weights and biases, each layer's block padded to 64 bytes`));
+    }
+    expect(() => new Model(m.layout.spec, new Float64Array(3))).toThrow(/received a Float64Array of 3 numbers$/);
+  });
+  it('model.forward checks its inputs as predict does: exactly n × inputs finite numbers', () => {
+    const m = createModel({ layers: [2, 3, 1], seed: 3 });
+    expect(m.forward(Float64Array.from([0.3, -0.2, 1, 2]), 2)).toEqual(Float64Array.from(m.predict([[0.3, -0.2], [1, 2]]).flat()));
+    expect(m.forward(new Float64Array(0), 0)).toEqual(new Float64Array(0));
+    // Were these not checked, the first would read past the end of X, the NaN give a plausible 0.5.
+    expect(() => m.forward(new Float64Array(2), 5)).toThrow(OptionError);
+    expect(() => m.forward(new Float64Array(2), 5)).toThrow('X has 2 numbers, but n × inputs is 5 × 2 = 10');
+    expect(() => m.forward(new Float64Array(6), 2)).toThrow('X has 6 numbers, but n × inputs is 2 × 2 = 4');
+    expect(() => m.forward(Float64Array.from([0.5, NaN]), 1)).toThrow('X[1] must be a finite number (sample 0, input 1); received NaN (number)');
+    expect(() => m.forward(Float64Array.from([Infinity, 1]), 1)).toThrow(OptionError);
+    expect(() => m.forward([1, 2] as never, 1)).toThrow('X must be a Float64Array (n × inputs, sample-major); received [1, 2] (array)');
+    expect(() => m.forward(new Float64Array(2), 1.5)).toThrow('n must be the number of samples, an integer ≥ 0; received 1.5 (number)');
   });
 });
 

@@ -1,10 +1,11 @@
 // The trainer as a service uses it: options, abort, close, events, two trainers at once.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { getEventListeners } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DataError, OptionError, StateError, Trainer, createModel, makeDataset, type Dataset } from '../src/index.js';
+import { CheckpointError, DataError, OptionError, StateError, Trainer, createModel, decodeOutput, isBptrainError, makeDataset, type Dataset } from '../src/index.js';
 import { randomData, sameBits } from './helpers.js';
 
 function loadNdjson(file: string): Dataset {
@@ -90,6 +91,33 @@ describe('options are validated before any work', () => {
     await expect(trainer.fit(data, { validation: 5 as never })).rejects.toThrow('validation must be a Dataset (makeDataset, or { size, inputDim, targetDim, x, y }); received 5 (number)');
     await expect(trainer.fit(makeDataset([[1, 2, 3]], [1]))).rejects.toThrow('(class indices? makeDataset(x, y, { classes: 2 }) one-hot encodes them)');
     await trainer.close();
+  });
+  it('a dataset array that is not a Float64Array is named, and described as it is', async () => {
+    const trainer = new Trainer(createModel({ layers: [2, 1] }), { threads: 1 });
+    const err = await trainer.evaluate({ size: 1, inputDim: 2, targetDim: 1, x: new Float64Array(2), y: [1] as never }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OptionError);
+    expect(err).toMatchObject({ option: 'data.y', received: [1] });
+    expect((err as Error).message).toBe('data.y must be a Float64Array (size × targetDim, sample-major; makeDataset builds one from arrays); received [1] (array)');
+    await expect(trainer.fit(makeDataset([[0, 1]], [1]), { validation: { size: 1, inputDim: 2, targetDim: 1, x: [0, 0] as never, y: new Float64Array(1) } }))
+      .rejects.toThrow('validation.x must be a Float64Array (size × inputDim, sample-major; makeDataset builds one from arrays); received [0, 0] (array)');
+    await trainer.close();
+  });
+  it("createModel says when the output at fault is the loss's default, and refuses a hidden activation with no hidden layer", () => {
+    const err = (() => { try { return createModel({ layers: [2, 1], loss: 'cross-entropy' }); } catch (e) { return e; } })();
+    expect(err).toBeInstanceOf(OptionError);
+    expect(err).toMatchObject({ option: 'output', received: 'softmax' });
+    expect((err as Error).message).toBe(
+      `output must be sigmoid for a single output (softmax of one value is always 1); received no output, so the default for loss 'cross-entropy': "softmax" (string); for a single output, use loss 'binary-cross-entropy' (sigmoid) or 'mse'`);
+    // Given by the caller, it is the caller's value.
+    expect(() => createModel({ layers: [2, 1], output: 'softmax' })).toThrow('output must be sigmoid for a single output (softmax of one value is always 1); received "softmax" (string)');
+    for (const hidden of ['tanh', 'sigmoid'] as const) {
+      expect(() => createModel({ layers: [2, 1], hidden })).toThrow(OptionError);
+      expect(() => createModel({ layers: [2, 1], hidden })).toThrow(`hidden must be left out for a network without hidden layers (layers [2,1]): it would apply to no layer; received "${hidden}" (string)`);
+    }
+    // The default asks for nothing, and no layers need no names.
+    expect(createModel({ layers: [2, 1], hidden: 'relu' }).activations).toEqual(['sigmoid']);
+    expect(createModel({ layers: [2, 1], hidden: [] }).activations).toEqual(['sigmoid']);
+    expect(createModel({ layers: [2, 3, 1], hidden: 'tanh' }).activations).toEqual(['tanh', 'sigmoid']);
   });
   it('rejects a dataset that is not one, and NaN or infinite values with the sample that holds them', async () => {
     const trainer = new Trainer(model, { threads: 1 });
@@ -223,6 +251,36 @@ describe('options are validated before any work', () => {
     expect(outcomes.filter((o) => o.status === 'rejected').length).toBeGreaterThanOrEqual(19); // the first may have finished
     await trainer.close();
   });
+  it('fifteen trainers given one shutdown signal share one listener on it (no listener-leak warning), all stop on it, and none is left', async () => {
+    const shutdown = new AbortController();
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const trainers = Array.from({ length: 15 }, () => new Trainer(model.clone(), { threads: 1 }));
+      let listening = -1;
+      const fits = trainers.map((t, i) => t.fit(data, {
+        epochs: 1_000_000, signal: shutdown.signal,
+        // Once every fit runs: one listener for all fifteen, then shut down.
+        onEpoch: i === 14 ? () => {
+          listening = getEventListeners(shutdown.signal, 'abort').length;
+          shutdown.abort();
+        } : undefined,
+      }));
+      const outcomes = await Promise.allSettled(fits);
+      expect(listening).toBe(1);
+      for (const o of outcomes) expect(o).toMatchObject({ status: 'rejected', reason: { name: 'AbortError' } });
+      // Calls that end without an abort leave no listener either.
+      const again = new AbortController();
+      await Promise.all(trainers.map((t) => t.evaluate(data, { signal: again.signal })));
+      expect(getEventListeners(again.signal, 'abort')).toHaveLength(0);
+      await Promise.all(trainers.map((t) => t.close()));
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings).toEqual([]);
+  });
   it('a call whose signal aborts while it waits for its turn rejects at once, and the queue goes on', async () => {
     const trainer = new Trainer(model.clone(), { threads: 1 });
     const controller = new AbortController();
@@ -235,6 +293,34 @@ describe('options are validated before any work', () => {
     await Promise.all([first.then(() => order.push('fit')), after.then(() => order.push('after'))]);
     expect(order).toEqual(['fit', 'after']); // `after` still waited for the fit
     await trainer.close();
+  });
+  it('a checkpoint path that cannot be written is refused before any step (OptionError); a write that fails later is a CheckpointError', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'bptrain-ckpath-'));
+    const m = model.clone();
+    const trainer = new Trainer(m, { threads: 1 });
+    const before = Float64Array.from(m.params);
+    let steps = 0;
+    const onStep = () => void steps++;
+    const missing = path.join(dir, 'no-such-dir', 'x.ckpt');
+    const plainFile = path.join(dir, 'plain');
+    writeFileSync(plainFile, '');
+    for (const [bad, why] of [[missing, `the directory ${path.dirname(missing)} does not exist`], [dir, `${dir} is a directory; give a file name`], [path.join(plainFile, 'x.ckpt'), `${plainFile} is not a directory`]]) {
+      // Were the path found out only by the first checkpoint, this would train an epoch first.
+      const err = await trainer.fit(data, { epochs: 3, checkpoint: bad, onStep }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OptionError);
+      expect(err).toMatchObject({ option: 'checkpoint', received: bad });
+      expect((err as Error).message).toBe(`checkpoint must be a file that can be written (${why}); received ${JSON.stringify(bad)} (string)`);
+    }
+    expect(steps).toBe(0);
+    expect(sameBits(m.params, before)).toBe(true);
+    // A device is written in place, so it passes the check; the full one then fails the write.
+    const full = await trainer.fit(data, { epochs: 2, checkpoint: '/dev/full' }).catch((e: unknown) => e);
+    expect(full).toBeInstanceOf(CheckpointError);
+    expect(isBptrainError(full)).toBe(true);
+    expect((full as Error).message).toBe('/dev/full: cannot write the checkpoint: no space left on the device');
+    expect(((full as Error).cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    await trainer.close();
+    rmSync(dir, { recursive: true, force: true });
   });
   it('rejects data whose shape does not fit the network', async () => {
     const trainer = new Trainer(model, { threads: 1 });
@@ -394,6 +480,45 @@ describe('abort, events and history', () => {
       expect(e.steps).toBe(10);
     }
     expect(h.epochs[3].loss).toBeLessThan(h.epochs[0].loss);
+  });
+  it("class models with linear or tanh outputs count accuracy in fit and evaluate by decodeOutput's rule, the same bits on 1, 2 and 3 threads", async () => {
+    const classes = randomData(8, 300, 5, 3, 'cross-entropy'); // one-hot targets
+    const binary = makeDataset(Array.from({ length: 300 }, (_, i) => Array.from(classes.x.subarray(i * 5, i * 5 + 5))), Array.from({ length: 300 }, (_, i) => (classes.x[i * 5] > 0 ? 1 : 0)));
+    const cases = [
+      { data: classes, output: 'linear', target: { kind: 'classes', classes: ['a', 'b', 'c'], outputs: 3 } },
+      { data: classes, output: 'tanh', target: { kind: 'classes', classes: ['a', 'b', 'c'], outputs: 3 } },
+      { data: binary, output: 'linear', target: { kind: 'binary', classes: ['no', 'yes'], outputs: 1 } },
+      { data: binary, output: 'tanh', target: { kind: 'binary', classes: [0, 1], outputs: 1 } },
+    ] as const;
+    for (const { data, output, target } of cases) {
+      const runs = [];
+      for (const threads of [1, 2, 3]) {
+        const model = createModel({ layers: [5, 16, target.outputs], output, loss: 'mse', seed: 3 });
+        model.target = target;
+        await using trainer = new Trainer(model, { threads });
+        const h = await trainer.fit(data, { epochs: 3, batchSize: 128, lr: 0.1, validation: data });
+        const m = await trainer.evaluate(data, { outputs: true });
+        // decodeOutput on every sample's outputs against its label: what `bptrain evaluate` counts.
+        let right = 0;
+        for (let i = 0; i < data.size; i++) {
+          const row = m.outputs!.subarray(i * target.outputs, (i + 1) * target.outputs);
+          const truth = decodeOutput(target, data.y.subarray(i * target.outputs, (i + 1) * target.outputs));
+          if (decodeOutput(target, row) === truth) right++;
+        }
+        expect(m.accuracy).toBe(right / data.size);
+        expect(h.epochs.at(-1)!.valAccuracy).toBe(m.accuracy);
+        for (const e of h.epochs) expect(e.accuracy).toBeGreaterThan(0);
+        runs.push({ params: Float64Array.from(model.params), epochs: h.epochs.map((e) => [e.loss, e.accuracy, e.valLoss, e.valAccuracy]), accuracy: m.accuracy });
+      }
+      for (const r of runs.slice(1)) {
+        expect(sameBits(r.params, runs[0].params)).toBe(true);
+        expect(r.epochs).toEqual(runs[0].epochs);
+        expect(r.accuracy).toBe(runs[0].accuracy);
+      }
+    }
+    // Without a target, a linear output is a regression: no accuracy.
+    await using plain = new Trainer(createModel({ layers: [5, 4, 3], output: 'linear', loss: 'mse' }), { threads: 1 });
+    expect((await plain.evaluate(classes)).accuracy).toBeUndefined();
   });
   it('early stopping stops after `patience` epochs without improvement and restores the best weights', async () => {
     const model = createModel({ layers: [4, 16, 2], seed: 4 });

@@ -13,7 +13,7 @@ const MAX_CONTEXTS = 8;
 export default function run(task: WorkerTask): WorkerResult {
   let ctx = contexts.get(task.contextId);
   if (ctx === undefined) {
-    ctx = makeContext(task.spec, task.buffers, undefined, task.perSampleAccuracy === true);
+    ctx = makeContext(task.spec, task.buffers, undefined, task.accuracy);
     contexts.set(task.contextId, ctx);
     if (contexts.size > MAX_CONTEXTS) contexts.delete(contexts.keys().next().value as string);
   }
