@@ -383,7 +383,7 @@ export function runParallelSteps(ctx: Context, task: WorkerTask): StepsResult {
       for (const b of mine) {
         applyRowBlock(rows[b], f.optimizer, f.t + i, optBuffers, ctx.params, ctx.gradSum, size);
         Atomics.store(sync, SYNC_APPLIED + b, i + 1); // for the coordinator, should the step be cut short
-        testHooks?.afterApply(task.step + i, f.index);
+        testHooks?.afterApply(task.step + i, b);
       }
       out.stepsDone = i + 1;
     }

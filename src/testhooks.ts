@@ -6,9 +6,11 @@
 //                             pass, so workers finish out of order and sum ahead of the barrier
 //                             over varying numbers of chunks (determinism tests).
 //   BPTRAIN_TEST_FAULT=K@S    the first worker of parallel global step S (0-based) fails as it
-//                             starts the step: K = throw | exit | oom. With K@S@apply it fails
-//                             after updating its first row block of that step instead (the
-//                             others may have updated theirs: the step is half applied). With
+//                             starts the step: K = throw | exit | oom. With K@S@apply the
+//                             worker that updates the step's first row block (block 0) fails
+//                             right after it (the others may have updated theirs: the step is
+//                             half applied). Not "the first worker": the row blocks go to
+//                             whoever claims them, and it may claim none. With
 //                             K@eval, a worker fails as it starts an 'eval' or 'predict' task's
 //                             first chunk.
 //   BPTRAIN_TEST_STALL=S       the second worker of parallel global step S (0-based) stalls for
@@ -33,8 +35,8 @@ interface Hooks {
   afterChunk(step: number, index: number, chunk: number): void;
   /** After its δ pass of that step. */
   afterDeltas(step: number, index: number): void;
-  /** After it updated one of its row blocks of that step. */
-  afterApply(step: number, index: number): void;
+  /** After a worker updated row block `block` (rowBlocks index) of that step. */
+  afterApply(step: number, block: number): void;
 }
 
 /** Longer than a parallel step's barriers wait (1 s plus twice the work done so far). */
@@ -84,8 +86,8 @@ function makeHooks(): Hooks | null {
       if (step === stall && index === 1 && !stallGradient) sleepSync(STALL_MS);
       if (faultAt === 'step' && index === 0 && step === faultStep) fail(`at step ${step}`);
     },
-    afterApply(step, index) {
-      if (faultAt === 'apply' && index === 0 && step === faultStep) fail(`while applying step ${step}`);
+    afterApply(step, block) {
+      if (faultAt === 'apply' && block === 0 && step === faultStep) fail(`while applying step ${step}`);
     },
     afterChunk(step, index, chunk) {
       if (delay > 0 && hash(step, chunk) % 4 === 0) sleepSync(hash(chunk, index) % (delay + 1));
