@@ -13,6 +13,7 @@ import { HIDDEN_ACTIVATIONS, LOSSES, MAX_LAYER_SIZE, OUTPUT_ACTIVATIONS } from '
 import { MAX_BATCH, MAX_EPOCHS, MAX_THREADS } from './trainer.js';
 import type { InputFields } from './model.js';
 import { closestName } from './errors.js';
+import { isGzipName } from './ndjson-reader.js';
 
 export { Interrupted, UsageError };
 
@@ -31,9 +32,14 @@ function single(raw: Raw, name: string): string | undefined {
 function num(raw: Raw, name: string, o: { int?: boolean; min?: number; max?: number; gt?: number; lt?: number } = {}): number | undefined {
   const s = single(raw, name);
   if (s === undefined) return undefined;
+  // Number() also reads hex, octal, binary and exponents ('0x10' is 16, '1e3' is 1000): an integer
+  // is plain decimal digits, so that a typo is not silently taken for another number.
   const v = s.trim() === '' ? NaN : Number(s);
   const kind = o.int ? 'an integer' : 'a number';
   if (!Number.isFinite(v) || (o.int && !Number.isInteger(v))) throw new UsageError(`--${name} must be ${kind}; received ${JSON.stringify(s)}`);
+  if (o.int && !/^\s*[-+]?\d+\s*$/.test(s)) throw new UsageError(`--${name} must be an integer in plain decimal digits; received ${JSON.stringify(s)}`);
+  // Past 2^53 the digits typed are not the number used (99999999999999999999 becomes 1e20).
+  if (o.int && !Number.isSafeInteger(v)) throw new UsageError(`--${name} must be between -${Number.MAX_SAFE_INTEGER} and ${Number.MAX_SAFE_INTEGER}; received ${JSON.stringify(s)}`);
   if (o.min !== undefined && v < o.min) throw new UsageError(`--${name} must be ≥ ${o.min}; received ${JSON.stringify(s)}`);
   if (o.max !== undefined && v > o.max) throw new UsageError(`--${name} must be ≤ ${o.max}; received ${JSON.stringify(s)}`);
   if (o.gt !== undefined && !(v > o.gt)) throw new UsageError(`--${name} must be > ${o.gt}; received ${JSON.stringify(s)}`);
@@ -46,7 +52,7 @@ function intList(raw: Raw, name: string): number[] | undefined {
   if (s === undefined) return undefined;
   const parts = s.split(',').map((p) => p.trim());
   const values = parts.map(Number);
-  if (parts.some((p) => p === '') || values.some((v) => !Number.isInteger(v) || v < 1))
+  if (parts.some((p) => !/^\d+$/.test(p)) || values.some((v) => !Number.isInteger(v) || v < 1))
     throw new UsageError(`--${name} must be a comma-separated list of positive integers, e.g. 784,128,64,10; received ${JSON.stringify(s)}`);
   if (values.some((v) => v > MAX_LAYER_SIZE)) throw new UsageError(`--${name}: a layer has at most ${MAX_LAYER_SIZE} units; received ${JSON.stringify(s)}`);
   return values;
@@ -84,7 +90,19 @@ function inPath(raw: Raw, name: string): string | undefined {
 function outPath(raw: Raw, name: string, stdoutOk = false): string | undefined {
   const s = str(raw, name);
   if (s === '-' && !stdoutOk) throw new UsageError(`--${name} - (stdout) is not supported here; give a file name`);
+  // A name ending in '/' is a directory's, whether or not one is there: the file would be
+  // written beside it and the rename into place could only fail after all the work.
+  if (s !== undefined && s.endsWith('/'))
+    throw new UsageError(`--${name} ${JSON.stringify(s)} ends in '/', so it names a directory; give a file name (e.g. ${s}${name === 'metrics' ? 'metrics.ndjson' : name === 'checkpoint' ? 'run.ckpt' : name === 'out' && raw.model !== undefined ? 'preds.ndjson' : 'model.json'})`);
   return s === '-' ? undefined : s;
+}
+
+/** --metrics is written a line at a time, to be followed live, and appended to on --resume: not
+ *  a gzip stream, so a .gz name (which --data would gunzip) is refused rather than mislabelled. */
+function metricsPath(raw: Raw): string | undefined {
+  const s = outPath(raw, 'metrics');
+  if (s !== undefined && isGzipName(s)) throw new UsageError(`--metrics ${JSON.stringify(s)}: the metrics file is written a line per epoch, uncompressed, so that it can be followed; give a name without .gz (gzip it after the run)`);
+  return s;
 }
 
 function threads(raw: Raw): number | 'auto' {
@@ -100,7 +118,8 @@ function checkpointEvery(raw: Raw): number | undefined {
   return n;
 }
 
-function fields(raw: Raw): InputFields {
+/** `defaultTarget`: the target field when no flag names one (train's reader reads y). */
+function fields(raw: Raw, defaultTarget?: string): InputFields {
   const f: InputFields = {};
   const xField = str(raw, 'x-field'), yField = str(raw, 'y-field'), label = str(raw, 'label');
   const features = single(raw, 'features');
@@ -110,6 +129,14 @@ function fields(raw: Raw): InputFields {
   if (features !== undefined) {
     const list = features.split(',').map((s) => s.trim());
     if (list.some((s) => s === '')) throw new UsageError(`--features must be a comma-separated list of field names; received ${JSON.stringify(features)}`);
+    const twice = list.find((s, i) => list.indexOf(s) !== i);
+    if (twice !== undefined) throw new UsageError(`--features names ${JSON.stringify(twice)} twice; give each field once; received ${JSON.stringify(features)}`);
+    // The reader takes the target from the label field: as an input too, it would hand the
+    // network its answer (and a string label is reported as a data error on every line).
+    // (predict and evaluate take the target field from the model unless told: only a flag counts.)
+    const target = label ?? yField ?? defaultTarget;
+    if (target !== undefined && list.includes(target))
+      throw new UsageError(`--features ${JSON.stringify(features)} includes ${JSON.stringify(target)}, the ${label !== undefined ? '--label' : yField !== undefined ? '--y-field' : 'target (y, as --label is not given)'} field; the target cannot also be an input`);
     f.features = list;
   }
   if (f.features !== undefined && f.xField !== undefined) throw new UsageError('--features (record form) and --x-field (vector form) cannot be used together');
@@ -170,7 +197,8 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('data', { describe: 'Training data (.ndjson, .ndjson.gz, or - for stdin)', demandOption: true, requiresArg: true })
         .option('layers', { describe: 'All layer sizes, input first, e.g. 784,128,64,10', requiresArg: true })
         .option('hidden-layers', { describe: "Hidden layer sizes only, e.g. 128,64 (input and output sizes from the data); 'none' for no hidden layer", requiresArg: true })
-        .option('hidden', { describe: `Hidden activation: ${HIDDEN_ACTIVATIONS.join(', ')}`, default: 'relu', requiresArg: true })
+        // No yargs default: with --init, a --hidden given (even relu) is refused, one left out is not.
+        .option('hidden', { describe: `Hidden activation: ${HIDDEN_ACTIVATIONS.join(', ')}`, defaultDescription: 'relu', requiresArg: true })
         .option('output', { describe: `Output activation: ${OUTPUT_ACTIVATIONS.join(', ')}`, defaultDescription: 'softmax for classes, sigmoid for 0/1, linear for numbers', requiresArg: true })
         .option('loss', { describe: `Loss: ${LOSSES.join(', ')}`, defaultDescription: 'from the output', requiresArg: true })
         .option('optimizer', { describe: 'sgd or adam', default: 'sgd', requiresArg: true })
@@ -216,13 +244,14 @@ export function buildParser(argv: string[], io: Io): Argv {
         const momentum = num(raw, 'momentum', { min: 0, lt: 1 });
         if (optimizer === 'adam' && momentum !== undefined) throw new UsageError('--momentum applies to --optimizer sgd only');
         const patience = num(raw, 'patience', { int: true, min: 1 });
-        if (init !== undefined && (raw.hidden !== 'relu' || raw.output !== undefined || raw.loss !== undefined))
-          throw new UsageError('--init takes the activations and loss from the model file; drop --hidden/--output/--loss');
+        const modelFlags = ['hidden', 'output', 'loss'].filter((f) => raw[f] !== undefined);
+        if (init !== undefined && modelFlags.length > 0)
+          throw new UsageError(`--init takes the activations and loss from the model file; drop ${modelFlags.map((f) => `--${f} ${JSON.stringify(raw[f])}`).join(', ')}`);
         return trainCommand({
           data: str(raw, 'data')!,
-          fields: fields(raw),
+          fields: fields(raw, init === undefined ? 'y' : undefined),
           layers, hiddenLayers,
-          hidden: choice(raw, 'hidden', HIDDEN_ACTIVATIONS)!,
+          hidden: choice(raw, 'hidden', HIDDEN_ACTIVATIONS) ?? 'relu',
           output: choice(raw, 'output', OUTPUT_ACTIVATIONS),
           loss: choice(raw, 'loss', LOSSES),
           optimizer,
@@ -236,7 +265,7 @@ export function buildParser(argv: string[], io: Io): Argv {
           init,
           out: outPath(raw, 'out'),
           validation, validationSplit, patience,
-          metrics: outPath(raw, 'metrics'),
+          metrics: metricsPath(raw),
           normalize: choice(raw, 'normalize', ['standard'] as const),
           checkpoint: outPath(raw, 'checkpoint'),
           checkpointEvery: checkpointEvery(raw),
@@ -278,11 +307,28 @@ export function buildParser(argv: string[], io: Io): Argv {
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .fail((msg, err, y) => {
       // The third argument is yargs' usage object: its descriptions are keyed by the options of the command.
-      throw err ?? new UsageError(explainUnknown(msg, argv, Object.keys((y as unknown as { getDescriptions(): Record<string, unknown> }).getDescriptions())) ?? msg);
+      const known = Object.keys((y as unknown as { getDescriptions(): Record<string, unknown> }).getDescriptions());
+      // yargs checks required options before unknown ones: `--modle m.json` would be reported as
+      // "Missing required argument: model", without the misspelling that caused it.
+      const unknown = /^Missing required argument/.test(msg) ? unknownOptions(argv, known) : [];
+      throw err ?? new UsageError(explainUnknown(unknown.length > 0 ? `Unknown arguments: ${unknown.join(', ')}` : msg, argv, known) ?? msg);
     });
 }
 
 const COMMANDS = ['init', 'train', 'predict', 'evaluate', 'bench'];
+
+/** The long options in `argv` (up to `--`) that are not among the command's `known` ones, nor
+ *  the --no- form of one. */
+function unknownOptions(argv: readonly string[], known: readonly string[]): string[] {
+  const names: string[] = [];
+  for (const a of argv) {
+    if (a === '--') break;
+    const m = /^--([^=]+)/.exec(a);
+    if (m === null || known.includes(m[1]) || (m[1].startsWith('no-') && known.includes(m[1].slice(3)))) continue;
+    names.push(m[1]);
+  }
+  return names;
+}
 
 /** yargs' "Unknown arguments: model, data, predcit" (a misspelt command) and "Unknown arguments:
  *  hiden-layers, hidenLayers" (one misspelt option, twice) as one clear sentence with the
@@ -305,6 +351,10 @@ function explainUnknown(msg: string, argv: string[], known: string[]): string | 
   return unknown.map((n) => {
     if (!given(n)) return `unexpected argument '${n}' (every value belongs to an option, e.g. --data FILE)`;
     if (n.length === 1) return `unknown option -${n}`;
+    // yargs reads `--no-shuffle=false` as an option named no-shuffle, which there is not.
+    const negated = argv.find((a) => a.startsWith(`--${n}=`));
+    if (n.startsWith('no-') && options.includes(n.slice(3)) && negated !== undefined)
+      return `--${n} takes no value: give --${n} alone (or --${n.slice(3)}=true, --${n.slice(3)}=false); received ${negated}`;
     const near = closestName(n, options);
     return `unknown option --${n}${near !== undefined ? ` (did you mean --${near}?)` : ''}`;
   }).join('; ');

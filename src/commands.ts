@@ -6,6 +6,8 @@ import { createWriteStream, promises as fsp, realpathSync, statSync, accessSync,
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
+import { pipeline } from 'node:stream/promises';
+import { createGzip, type Gzip } from 'node:zlib';
 import {
   Model, computeNormalization, createModel, loadModel, saveModel,
   type InputFields, type ModelOptions, type TargetInfo,
@@ -13,8 +15,9 @@ import {
 import { MAX_THREADS, Trainer, type EpochStats, type FitOptions, type StepPhases } from './trainer.js';
 import { splitDataset, type Dataset } from './dataset.js';
 import { loadDataset, decodeOutput, encodeTarget, type TargetEncoding } from './targets.js';
-import { readRecords, type ReaderOptions } from './ndjson-reader.js';
+import { isGzipName, readRecords, type ReaderOptions } from './ndjson-reader.js';
 import { DataError, OptionError } from './errors.js';
+import { CheckpointError } from './checkpoint.js';
 import { Rng } from './rng.js';
 import { makeProgress } from './progress.js';
 import { StdoutError, releaseTempPath, replaceWithTemp, tempPathFor, writeError, writeTarget } from './fsutil.js';
@@ -187,6 +190,10 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   );
   if (a.data === '-' && a.validation === '-') throw new UsageError('--data and --validation cannot both be - (stdin)');
   const start = a.init !== undefined ? await loadModel(a.init) : undefined;
+  // The weights of a model that has a normalisation were trained on inputs scaled by it: scaled
+  // by a mean and std computed afresh from this data, they would see other inputs.
+  if (start?.normalization !== undefined && a.normalize !== undefined)
+    throw new UsageError(`--normalize ${a.normalize}: the model from --init ${a.init} has its own input normalisation, which is kept (its weights were trained on inputs scaled by it); --normalize is for a model without one: drop it`);
   const outputsHint = start?.outputs ?? a.layers?.at(-1);
   const inputsHint = start?.inputs ?? a.layers?.[0];
   const fields = start !== undefined ? modelFields(start, a.fields) : a.fields;
@@ -253,11 +260,15 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     onStep: (p) => progress.step(p),
     onCheckpoint: () => void (lastCheckpoint = Date.now()),
     onEpoch: async (e) => {
+      firstEpoch ??= e.epoch;
       progress.epoch(e, a.epochs);
       await metrics?.write(JSON.stringify(metricsRecord(e)) + '\n');
     },
   };
   const t0 = performance.now();
+  /** The first epoch that ended in this process: after --resume, the epochs before it were the
+   *  checkpoint's, and took none of `seconds`. */
+  let firstEpoch: number | undefined;
   let history;
   let lastCheckpoint = -Infinity; // Date.now() of the last checkpoint this run wrote
   try {
@@ -265,6 +276,7 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   } catch (err) {
     // fit writes the checkpoint before it rejects with the interruption.
     if (err instanceof Interrupted) err.outcome = interruptedTraining(err, a, lastCheckpoint >= err.at);
+    if (err instanceof CheckpointError) throw resumeErrorInFlags(err);
     throw err;
   } finally {
     progress.done();
@@ -302,13 +314,46 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   if (a.json) {
     io.stdout.write(JSON.stringify(summary) + '\n');
   } else if (!a.quiet) {
-    const parts = [`trained ${describeNet(model)} for ${summary.epochs} epochs in ${seconds.toFixed(2)}s (${Math.round(samples).toLocaleString('en-US')} samples/s, ${summary.threads} thread${summary.threads > 1 ? 's' : ''})`];
+    const speed = `(${Math.round(samples).toLocaleString('en-US')} samples/s, ${summary.threads} thread${summary.threads > 1 ? 's' : ''})`;
+    const session = a.resume === undefined ? ''
+      : firstEpoch === undefined ? ` (none left to run after the checkpoint ${a.resume})`
+      : ` (${firstEpoch === summary.epochs ? `epoch ${firstEpoch}` : `epochs ${firstEpoch}-${summary.epochs}`} in this run, resumed from ${a.resume})`;
+    const parts = [`trained ${describeNet(model)} for ${summary.epochs} epochs${session} in ${seconds.toFixed(2)}s ${speed}`];
     parts.push(`final loss ${last.loss.toFixed(4)}${last.accuracy !== undefined ? `, accuracy ${(100 * last.accuracy).toFixed(2)}%` : ''}`);
     if (last.valLoss !== undefined) parts.push(`validation loss ${last.valLoss.toFixed(4)}${last.valAccuracy !== undefined ? `, accuracy ${(100 * last.valAccuracy).toFixed(2)}%` : ''}`);
     if (history.stoppedEarly) parts.push(`stopped early; restored the weights of epoch ${history.bestEpoch}`);
     if (a.out !== undefined) parts.push(`wrote ${a.out}`);
     io.stdout.write(parts.join('\n') + '\n');
   }
+}
+
+/** The flag that sets each of fit's settings that a resume compares (checkpoint.ts's
+ *  compareCheckpoint names them as the library does). The optimizer's own settings that no flag
+ *  sets differ only with --optimizer, which is named instead. */
+const RESUME_FLAGS: Record<string, string> = {
+  layers: '--layers/--hidden-layers', activations: '--hidden/--output', loss: '--loss', batchSize: '--batch', epochs: '--epochs',
+  shuffle: '--shuffle', seed: '--seed', optimizer: '--optimizer', lr: '--lr', momentum: '--momentum', patience: '--patience',
+  validation: '--validation/--validation-split', clipNorm: '--clip-norm',
+};
+const OPTIMIZER_ONLY = ['momentum', 'nesterov', 'beta1', 'beta2', 'eps'];
+
+/** fit's "cannot resume: this run differs from the checkpoint's — batchSize: checkpoint 4, now 8;
+ *  …" with the flags named (--batch: checkpoint 4, now 8); any other CheckpointError as it is. */
+function resumeErrorInFlags(err: CheckpointError): CheckpointError {
+  const m = /^.*?(cannot resume: this run differs from the checkpoint's — )(.*)$/s.exec(err.message);
+  if (m === null) return err;
+  // One difference per "NAME: …"; the epochs one has a '; ' of its own.
+  const diffs = m[2].split(/; (?=[A-Za-z0-9 ]+: )/).map((d) => /^([A-Za-z0-9 ]+): (.*)$/s.exec(d) ?? [d, d, '']);
+  const optimizerDiffers = diffs.some(([, name]) => name === 'optimizer');
+  const value = (v: string): string => (v === 'null' || v === 'undefined' ? 'none' : v === 'true' ? 'on' : v === 'false' ? 'off' : /^"[^"]*"$/.test(v) ? v.slice(1, -1) : v);
+  const said = diffs
+    .filter(([, name]) => !(optimizerDiffers && OPTIMIZER_ONLY.includes(name)))
+    .map(([whole, name, rest]) => {
+      if (RESUME_FLAGS[name] === undefined) return whole;
+      const values = /^checkpoint (.*), now (.*)$/s.exec(rest);
+      return `${RESUME_FLAGS[name]}: ${values !== null ? `checkpoint ${value(values[1])}, now ${value(values[2])}` : rest}`;
+    });
+  return Object.assign(new CheckpointError(`${m[1]}${said.join('; ')}`, err.file), { cause: err });
 }
 
 /** What an interrupted training left: the checkpoint fit wrote in answer to the signal (it says
@@ -432,8 +477,17 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
   const fields = modelFields(model, a.fields);
   const target = a.out !== undefined ? writeTarget(a.out) : undefined;
   const tmp = target?.atomic === true ? tempPathFor(target.path) : undefined;
-  const sink = tmp !== undefined ? createWriteStream(tmp) : target !== undefined ? createWriteStream(target.path, { flags: 'a' }) : io.stdout;
+  const file = tmp !== undefined ? createWriteStream(tmp) : target !== undefined ? createWriteStream(target.path, { flags: 'a' }) : undefined;
+  // --out NAME.gz is gzipped, as --data NAME.gz is gunzipped: bptrain reads back what it wrote.
+  const gzip: Gzip | undefined = file !== undefined && isGzipName(a.out!) ? createGzip() : undefined;
+  const piped = gzip !== undefined ? pipeline(gzip, file!) : undefined;
+  // A failed write of the file (a full disk) destroys the gzip stream: a write after that neither
+  // fails nor drains, so each write first checks, and a wait for 'drain' also ends on the failure.
+  let pipeFailed: unknown;
+  piped?.catch((e: unknown) => void (pipeFailed = e));
+  const sink = gzip ?? file ?? io.stdout;
   const n0 = model.inputs, m = model.outputs;
+  const outputActivation = model.activations.at(-1) as OutputActivation;
   // Two input blocks: the threads read one while the reader fills the other.
   const blocks = [new Float64Array(STREAM_BLOCK * n0), new Float64Array(STREAM_BLOCK * n0)];
   let filling = 0;
@@ -453,10 +507,12 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
   const write = async (out: Float64Array) => {
     const n = out.length / m;
     let text = '';
-    for (let i = 0; i < n; i++) text += JSON.stringify(predictionRecord(model.target, out.subarray(i * m, (i + 1) * m))) + '\n';
+    for (let i = 0; i < n; i++) text += JSON.stringify(predictionRecord(model.target, outputActivation, out.subarray(i * m, (i + 1) * m))) + '\n';
+    if (pipeFailed !== undefined) throw pipeFailed;
     // A reader that stops reading must not keep a signal from ending the command.
     if (!sink.write(text)) {
-      await once(sink, 'drain', io.signal !== undefined ? { signal: io.signal } : {}).catch((e: unknown) => {
+      const drained = once(sink, 'drain', io.signal !== undefined ? { signal: io.signal } : {});
+      await (piped !== undefined ? Promise.race([drained, piped]) : drained).catch((e: unknown) => {
         throw io.signal?.aborted ? io.signal.reason : e;
       });
     }
@@ -478,16 +534,19 @@ export async function predictCommand(a: PredictArgs, io: Io): Promise<void> {
     }
     if (count > 0) await submit();
     await blocksInOrder.finish();
-    if (target !== undefined) {
-      const ws = sink as ReturnType<typeof createWriteStream>;
-      await new Promise<void>((resolve, reject) => ws.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    if (gzip !== undefined) {
+      gzip.end();
+      await piped;
+    } else if (file !== undefined) {
+      await new Promise<void>((resolve, reject) => file.end((err?: Error | null) => (err ? reject(err) : resolve())));
     }
     if (tmp !== undefined) await replaceWithTemp(target!.path, tmp);
   } catch (err) {
     await blocksInOrder.settle();
-    if (target !== undefined) (sink as ReturnType<typeof createWriteStream>).destroy();
+    gzip?.destroy();
+    file?.destroy();
     if (tmp !== undefined) {
-      await fsp.rm(tmp, { force: true });
+      await fsp.rm(tmp, { force: true }).catch(() => {}); // its directory may be gone: the write error says more
       releaseTempPath(tmp);
     }
     if (err instanceof Interrupted)
@@ -522,11 +581,14 @@ function modelFields(model: Model, given: InputFields): InputFields {
   return merged;
 }
 
-function predictionRecord(target: TargetInfo | undefined, out: Float64Array): Record<string, unknown> {
+/** A classifier's line: `probabilities` where the output activation makes them so (sigmoid,
+ *  softmax); the raw `outputs` otherwise (a linear or tanh output can be negative, or above 1). */
+function predictionRecord(target: TargetInfo | undefined, output: OutputActivation, out: Float64Array): Record<string, unknown> {
   const values = Array.from(out);
   if (target === undefined) return { prediction: values.length === 1 ? values[0] : values };
   const prediction = decodeOutput(target, out);
   if (target.kind === 'regression') return { prediction };
+  if (output !== 'sigmoid' && output !== 'softmax') return { prediction, outputs: values };
   const probabilities = target.kind === 'binary' ? [1 - out[0], out[0]] : values;
   return { prediction, probabilities };
 }

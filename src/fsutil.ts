@@ -166,7 +166,11 @@ export function writeFailure(file: string, err: unknown): string {
   const code = (err as NodeJS.ErrnoException)?.code;
   return code === 'ENOENT' ? `the directory ${path.dirname(file)} does not exist`
     : code === 'EACCES' || code === 'EPERM' ? `no permission to write in ${path.dirname(file)}`
-    : code === 'ENOSPC' ? 'no space left on the device' : (err as Error)?.message ?? String(err);
+    : code === 'ENOSPC' ? 'no space left on the device'
+    // The system's message names the temporary file, or the rename from it, not what went wrong.
+    : code === 'EISDIR' ? 'it is a directory; give a file name'
+    : code === 'ENOTDIR' ? `${file.endsWith('/') ? 'a name ending in / is a directory' : `a part of ${path.dirname(file)} is a file, not a directory`}; give a file name`
+    : (err as Error)?.message ?? String(err);
 }
 
 /**

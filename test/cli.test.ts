@@ -5,6 +5,7 @@ import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readF
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HOST_TAG } from '../src/fsutil.js';
 import { phasesLine } from '../src/progress.js';
@@ -172,6 +173,19 @@ describe('usage errors: exit 2, the flag and the raw value quoted', () => {
     [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '3', 'extra'], /unexpected argument 'extra'/],
     [[...base, '--no-shufle'], /unknown option --shufle \(did you mean --shuffle\?\)/],
     [[...base, '-z', '3'], /unknown option -z\n/],
+    // A misspelt required option is named as misspelt, not reported as the required one missing.
+    [['predict', '--modle', 'm.json', '--data', 'x'], /^bptrain: unknown option --modle \(did you mean --model\?\)\n/],
+    [['train', '--dat', 'f', '--hidden-layers', '4'], /^bptrain: unknown option --dat \(did you mean --data\?\)\n/],
+    [['init', '--layer', '2,3,1', '--out', 'x.json'], /^bptrain: unknown option --layer \(did you mean --layers\?\)\n/],
+    // Integers are decimal digits (Number() reads 0x10 as 16); one too large is quoted as typed.
+    [[...base, '--epochs', '0x10'], /--epochs must be an integer in plain decimal digits; received "0x10"/],
+    [[...base, '--batch', '1e1'], /--batch must be an integer in plain decimal digits; received "1e1"/],
+    [['train', '--data', 'data/tutorial-train.ndjson', '--layers', '0x2,1'], /--layers must be a comma-separated list of positive integers, e\.g\. 784,128,64,10; received "0x2,1"/],
+    [[...base, '--seed', '99999999999999999999'], /--seed must be between -9007199254740991 and 9007199254740991; received "99999999999999999999"/],
+    [[...base, '--features', 'a,a'], /--features names "a" twice; give each field once; received "a,a"/],
+    [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '2', '--features', 'a,c', '--label', 'c'], /--features "a,c" includes "c", the --label field; the target cannot also be an input/],
+    [[...base, '--no-shuffle=false'], /--no-shuffle takes no value: give --no-shuffle alone \(or --shuffle=true, --shuffle=false\); received --no-shuffle=false/],
+    [[...base, '--metrics', path.join(dir, 'metrics.ndjson.gz')], /--metrics ".*metrics\.ndjson\.gz": the metrics file is written a line per epoch, uncompressed/],
   ];
   for (const [args, message] of cases) {
     it(args.slice(5).join(' ') || args.join(' '), () => {
@@ -200,6 +214,60 @@ describe('outputs are checked before any work', () => {
     expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--checkpoint', path.join(dir, 'nope', 'c.ckpt')]).stderr)
       .toMatch(/--checkpoint .*c\.ckpt: the directory .*nope does not exist/);
     expect(bptrain(['init', '--layers', '2,1', '--out', path.join(dir, 'nope', 'i.json')]).code).toBe(1);
+  });
+});
+
+describe('an output name ending in / is refused at once (exit 2), not after the work', () => {
+  const train = ['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '2', '--epochs', '1', '--quiet'];
+  it('--out, --checkpoint and --metrics of train, --out of predict; a missing directory or an existing file before the /', () => {
+    const file = outFile('slash-file.json');
+    const model = path.join(dir, 'slash-model.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', model, '--quiet']).code).toBe(0);
+    const missing = path.join(dir, 'slash-nd') + '/';
+    const cases: [string[], string, string][] = [
+      [train, '--out', missing], [train, '--out', `${file}/`], [train, '--checkpoint', missing], [train, '--metrics', missing],
+      [['predict', '--model', model, '--data', 'data/tutorial-test.ndjson'], '--out', missing],
+    ];
+    for (const [args, flag, value] of cases) {
+      const r = bptrain([...args, flag, value]);
+      expect(r.code, `${flag} ${value}`).toBe(2);
+      expect(r.stderr).toContain(`bptrain: ${flag} ${JSON.stringify(value)} ends in '/', so it names a directory; give a file name`);
+    }
+    expect(existsSync(missing)).toBe(false);
+    expect(readFileSync(file, 'utf8')).toBe(SENTINEL);
+    expect(leftovers()).toEqual([]);
+  });
+  it('a write that fails late (the file became a directory, its directory a file) says so, naming the file asked for', async () => {
+    const model = path.join(dir, 'late-model.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', model, '--quiet']).code).toBe(0);
+    // predict reads stdin, so the run waits, past its checks and with its temporary file open,
+    // while the test changes what --out names.
+    const late = async (out: string, change: () => void) => {
+      const child = spawn(process.execPath, [CLI, 'predict', '--model', model, '--data', '-', '--out', out], { cwd: root });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      child.stdin.write('{"x":[0.1,0.2]}\n');
+      const tmpPrefix = `.${path.basename(out)}.${HOST_TAG}.`;
+      for (let i = 0; i < 500 && !readdirSync(path.dirname(out)).some((f) => f.startsWith(tmpPrefix)); i++) await new Promise((r) => setTimeout(r, 20));
+      change();
+      child.stdin.end();
+      return { code: await exited, stderr };
+    };
+    const becameDir = path.join(dir, 'late-preds.ndjson');
+    const a = await late(becameDir, () => mkdirSync(becameDir));
+    expect(a.code).toBe(1);
+    expect(a.stderr).toBe(`bptrain: cannot write ${becameDir}: it is a directory; give a file name\n`);
+    const sub = path.join(dir, 'late-sub');
+    mkdirSync(sub);
+    const inSub = path.join(sub, 'preds.ndjson');
+    const b = await late(inSub, () => {
+      cpSync(sub, `${sub}-moved`, { recursive: true });
+      rmSync(sub, { recursive: true });
+      writeFileSync(sub, 'a file where the directory was\n');
+    });
+    expect(b.code).toBe(1);
+    expect(b.stderr).toBe(`bptrain: cannot write ${inSub}: a part of ${sub} is a file, not a directory; give a file name\n`);
   });
 });
 
@@ -420,6 +488,89 @@ describe('regression on whole-number targets, and fields that must match the mod
     const before = readFileSync(model, 'utf8');
     expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--init', model, '--epochs', '1', '--quiet', '--out', model]).code).toBe(0);
     expect(readFileSync(model, 'utf8')).not.toBe(before);
+  });
+});
+
+describe('train --init: the model file decides its activations and normalisation', () => {
+  const train = ['train', '--data', 'data/tutorial-train.ndjson', '--epochs', '1', '--quiet'];
+  it('an explicit --hidden is refused, relu included (it was taken for the default and ignored); left out, the model\'s is used', () => {
+    const tanh = path.join(dir, 'init-tanh.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--hidden', 'tanh', '--out', tanh, '--quiet']).code).toBe(0);
+    for (const hidden of ['relu', 'tanh']) {
+      const r = bptrain([...train, '--init', tanh, '--hidden', hidden]);
+      expect(r.code, hidden).toBe(2);
+      expect(r.stderr).toContain(`--init takes the activations and loss from the model file; drop --hidden "${hidden}"`);
+    }
+    const out = path.join(dir, 'init-tanh-trained.json');
+    expect(bptrain([...train, '--init', tanh, '--out', out]).code).toBe(0);
+    expect(JSON.parse(readFileSync(out, 'utf8')).layers[0].activation).toBe('tanh');
+  });
+  it('--normalize is refused for a model that has a normalisation (it is kept), and computed for one without', () => {
+    const normed = path.join(dir, 'init-normed.json');
+    expect(bptrain([...train, '--hidden-layers', '3', '--normalize', 'standard', '--out', normed]).code).toBe(0);
+    const out = outFile('init-normed-again.json');
+    const r = bptrain([...train, '--init', normed, '--normalize', 'standard', '--out', out]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`--normalize standard: the model from --init ${normed} has its own input normalisation, which is kept`);
+    expect(readFileSync(out, 'utf8')).toBe(SENTINEL);
+    const kept = path.join(dir, 'init-normed-kept.json');
+    expect(bptrain([...train, '--init', normed, '--out', kept]).code).toBe(0);
+    expect(JSON.parse(readFileSync(kept, 'utf8')).normalization).toEqual(JSON.parse(readFileSync(normed, 'utf8')).normalization);
+    const plain = path.join(dir, 'init-plain.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--out', plain, '--quiet']).code).toBe(0);
+    const fresh = path.join(dir, 'init-plain-normed.json');
+    expect(bptrain([...train, '--init', plain, '--normalize', 'standard', '--out', fresh]).code).toBe(0);
+    expect(JSON.parse(readFileSync(fresh, 'utf8')).normalization.mean).toHaveLength(2);
+  });
+});
+
+describe('predict output', () => {
+  it('"probabilities" for sigmoid and softmax outputs; "outputs" for a tanh or linear output, whose values are not probabilities', () => {
+    const train = ['train', '--data', 'data/tutorial-train.ndjson', '--epochs', '2', '--quiet'];
+    const line = (model: string) => JSON.parse(bptrain(['predict', '--model', model, '--data', 'data/tutorial-test.ndjson']).stdout.split('\n')[0]);
+    const sigmoid = path.join(dir, 'out-sigmoid.json');
+    expect(bptrain([...train, '--hidden-layers', '3', '--out', sigmoid]).code).toBe(0);
+    expect(Object.keys(line(sigmoid))).toEqual(['prediction', 'probabilities']);
+    const tanhInit = path.join(dir, 'out-tanh-init.json'), tanh = path.join(dir, 'out-tanh.json');
+    expect(bptrain(['init', '--layers', '2,3,1', '--output', 'tanh', '--loss', 'mse', '--out', tanhInit, '--quiet']).code).toBe(0);
+    expect(bptrain([...train, '--init', tanhInit, '--out', tanh]).code).toBe(0);
+    const t = line(tanh);
+    expect(Object.keys(t)).toEqual(['prediction', 'outputs']);
+    expect(t.outputs).toHaveLength(1);
+    expect([0, 1]).toContain(t.prediction);
+    const linear = path.join(dir, 'out-linear.json');
+    const three = path.join(dir, 'three-classes.ndjson');
+    writeFileSync(three, Array.from({ length: 60 }, (_, i) => JSON.stringify({ x: [i % 3, (i * 7) % 5], y: ['a', 'b', 'c'][i % 3] })).join('\n') + '\n');
+    expect(bptrain(['train', '--data', three, '--hidden-layers', '3', '--output', 'linear', '--loss', 'mse', '--epochs', '2', '--quiet', '--out', linear]).code).toBe(0);
+    const l = JSON.parse(bptrain(['predict', '--model', linear, '--data', three]).stdout.split('\n')[0]);
+    expect(Object.keys(l)).toEqual(['prediction', 'outputs']);
+    expect(l.outputs).toHaveLength(3);
+  });
+  it('--out NAME.gz is gzipped, and reads back as --data NAME.gz', () => {
+    const model = path.join(dir, 'gz-model.json');
+    expect(bptrain(['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '3', '--epochs', '2', '--quiet', '--out', model]).code).toBe(0);
+    const gz = path.join(dir, 'preds.ndjson.gz');
+    expect(bptrain(['predict', '--model', model, '--data', 'data/tutorial-test.ndjson', '--out', gz]).code).toBe(0);
+    const plain = bptrain(['predict', '--model', model, '--data', 'data/tutorial-test.ndjson']).stdout;
+    expect(gunzipSync(readFileSync(gz)).toString('utf8')).toBe(plain);
+    const back = bptrain(['train', '--data', gz, '--x-field', 'probabilities', '--y-field', 'prediction', '--hidden-layers', '2', '--epochs', '1', '--json']);
+    expect(back.code).toBe(0);
+    expect(leftovers()).toEqual([]);
+    // A full device behind a .gz name fails the run, whichever block the failure meets (it
+    // depends on timing whether the gzip stream is destroyed during a write or between two:
+    // several sizes of file, to meet both).
+    const full = path.join(dir, 'full.ndjson.gz');
+    symlinkSync('/dev/full', full);
+    const files = [1500, 2000, 2100, 2500, 3000, 3500].map((n) => {
+      const f = path.join(dir, `gz-${n}.ndjson`);
+      writeFileSync(f, Array.from({ length: n }, (_, i) => JSON.stringify({ x: [i / n, 0.5] })).join('\n') + '\n');
+      return f;
+    });
+    for (const data of [...files, 'data/tutorial-test.ndjson']) {
+      const r = bptrain(['predict', '--model', model, '--data', data, '--out', full]);
+      expect(r.code, data).toBe(1);
+      expect(r.stderr).toBe(`bptrain: cannot write ${full}: no space left on the device\n`);
+    }
   });
 });
 

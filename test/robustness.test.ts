@@ -67,7 +67,7 @@ describe('resume refuses a run whose inputs or clipping differ (both change what
     expect(noNorm.stderr).toMatch(/cannot resume: .*input normalisation: checkpoint standardised inputs .*, now none/);
     const clipped = bptrain([...common, '--normalize', 'standard', '--clip-norm', '1', '--resume', ckpt]);
     expect(clipped.code).toBe(1);
-    expect(clipped.stderr).toMatch(/clipNorm: checkpoint null, now 1/);
+    expect(clipped.stderr).toMatch(/--clip-norm: checkpoint none, now 1/);
     expect(bptrain([...common, '--normalize', 'standard', '--resume', ckpt]).code).toBe(0); // the same run resumes
   });
   it('another --validation file on --resume is refused (its losses, and early stopping, would mix two sets)', () => {
@@ -90,6 +90,32 @@ describe('resume refuses a run whose inputs or clipping differ (both change what
     delete c.settings.validationData;
     writeFileSync(ckpt, JSON.stringify(c));
     expect(bptrain([...common, '--normalize', 'standard', '--clip-norm', '1', '--resume', ckpt]).code).toBe(0);
+  });
+});
+
+describe('a refused resume names the flags that differ, not the library\'s option names', () => {
+  it('--batch, --clip-norm, --optimizer (not its internal settings), --no-shuffle, --seed', () => {
+    const common = ['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '3', '--epochs', '2', '--quiet'];
+    const ckpt = path.join(dir, 'flags.ckpt');
+    expect(bptrain([...common, '--batch', '4', '--clip-norm', '1', '--checkpoint', ckpt]).code).toBe(0);
+    const r = bptrain([...common, '--batch', '8', '--optimizer', 'adam', '--no-shuffle', '--seed', '3', '--resume', ckpt]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`bptrain: ${ckpt}: cannot resume: this run differs from the checkpoint's — --batch: checkpoint 4, now 8; --shuffle: checkpoint on, now off; `
+      + '--seed: checkpoint 1, now 3; --optimizer: checkpoint sgd, now adam; --lr: checkpoint 0.01, now 0.001; --clip-norm: checkpoint 1, now none\n');
+  });
+});
+
+describe('the summary of a resumed run', () => {
+  it('says which epochs this run trained, as its seconds are this run\'s only', () => {
+    const common = ['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '3'];
+    const ckpt = path.join(dir, 'summary.ckpt');
+    expect(bptrain([...common, '--epochs', '2', '--checkpoint', ckpt, '--quiet']).code).toBe(0);
+    const more = bptrain([...common, '--epochs', '5', '--resume', ckpt]);
+    expect(more.code).toBe(0);
+    expect(more.stdout).toMatch(/^trained 2-3-1 .* for 5 epochs \(epochs 3-5 in this run, resumed from .*summary\.ckpt\) in \d+\.\d\ds /);
+    const none = bptrain([...common, '--epochs', '5', '--resume', ckpt]);
+    expect(none.stdout).toMatch(/ for 5 epochs \(none left to run after the checkpoint .*summary\.ckpt\) in /);
+    expect(bptrain([...common, '--epochs', '2']).stdout).toMatch(/ for 2 epochs in \d+\.\d\ds \(/);
   });
 });
 
