@@ -317,14 +317,18 @@ export function buildParser(argv: string[], io: Io): Argv {
 
 const COMMANDS = ['init', 'train', 'predict', 'evaluate', 'bench'];
 
+/** --hiddenLayers as --hidden-layers: yargs accepts an option's camelCase spelling too. */
+const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
 /** The long options in `argv` (up to `--`) that are not among the command's `known` ones, nor
- *  the --no- form of one. */
+ *  the --no- form or the camelCase spelling of one (yargs takes both). */
 function unknownOptions(argv: readonly string[], known: readonly string[]): string[] {
   const names: string[] = [];
+  const isKnown = (n: string): boolean => known.includes(n) || known.includes(kebab(n));
   for (const a of argv) {
     if (a === '--') break;
     const m = /^--([^=]+)/.exec(a);
-    if (m === null || known.includes(m[1]) || (m[1].startsWith('no-') && known.includes(m[1].slice(3)))) continue;
+    if (m === null || isKnown(m[1]) || (m[1].startsWith('no-') && isKnown(m[1].slice(3)))) continue;
     names.push(m[1]);
   }
   return names;
@@ -342,7 +346,6 @@ function explainUnknown(msg: string, argv: string[], known: string[]): string | 
     return `unknown command '${command}'${near !== undefined ? ` (did you mean ${near}?)` : ''}; the commands are ${COMMANDS.join(', ')}`;
   }
   const names = m[1].split(', ');
-  const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
   const unknown = names.filter((n) => !(/[A-Z]/.test(n) && names.includes(kebab(n)))); // yargs lists a camelCase copy
   const options = known.filter((k) => !/[A-Z]/.test(k) && k.length > 1);
   // Given as an option: --name, --name=…, --no-name, or a letter of a short flag (-x, -xy).

@@ -190,10 +190,6 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   );
   if (a.data === '-' && a.validation === '-') throw new UsageError('--data and --validation cannot both be - (stdin)');
   const start = a.init !== undefined ? await loadModel(a.init) : undefined;
-  // The weights of a model that has a normalisation were trained on inputs scaled by it: scaled
-  // by a mean and std computed afresh from this data, they would see other inputs.
-  if (start?.normalization !== undefined && a.normalize !== undefined)
-    throw new UsageError(`--normalize ${a.normalize}: the model from --init ${a.init} has its own input normalisation, which is kept (its weights were trained on inputs scaled by it); --normalize is for a model without one: drop it`);
   const outputsHint = start?.outputs ?? a.layers?.at(-1);
   const inputsHint = start?.inputs ?? a.layers?.[0];
   const fields = start !== undefined ? modelFields(start, a.fields) : a.fields;
@@ -243,7 +239,15 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     new Rng(a.seed).shuffle(order);
     ({ train, validation } = splitDataset(train, a.validationSplit, order));
   }
-  if (a.normalize === 'standard') model.normalization = computeNormalization(train.x, train.size, train.inputDim);
+  if (a.normalize === 'standard') {
+    const computed = computeNormalization(train.x, train.size, train.inputDim);
+    // The weights of a model that has a normalisation were trained on inputs scaled by it: scaled
+    // by another mean and std, they would see other inputs. The same command run again in place
+    // (--init m.json --out m.json, or its --resume) computes the same from the same data: fine.
+    if (start?.normalization === undefined) model.normalization = computed;
+    else if (JSON.stringify(start.normalization) !== JSON.stringify(computed))
+      throw new UsageError(`--normalize ${a.normalize}: the model from --init ${a.init} has its own input normalisation, and this data's differs (its weights were trained on inputs scaled by its own, which is kept); drop --normalize`);
+  }
 
   const metrics = a.metrics !== undefined ? new MetricsLog(a.metrics, a.resume !== undefined) : null;
   const trainer = new Trainer(model, { threads: a.threads });

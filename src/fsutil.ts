@@ -182,6 +182,8 @@ export function writeFailure(file: string, err: unknown): string {
  * only after the work that fills it (a checkpoint, a model).
  */
 export function unwritableReason(file: string): string | undefined {
+  // Whether or not a directory is there: the rename that writes the file would fail after the work.
+  if (file.endsWith('/')) return `${file} ends in '/', so it names a directory; give a file name`;
   let existing: ReturnType<typeof statSync> | undefined;
   try {
     existing = statSync(file);

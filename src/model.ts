@@ -232,8 +232,11 @@ export function resolveModelSpec(options: ModelOptions): NetSpec {
     // An output the caller left out is the loss's default: say so, not just "received softmax"
     // (cross-entropy takes softmax only, which needs two outputs or more).
     if (!outputGiven && err instanceof OptionError && err.option === 'output') {
-      const hint = loss === 'cross-entropy' ? "; for a single output, use loss 'binary-cross-entropy' (sigmoid) or 'mse'" : '';
-      throw new OptionError('output', output, '', `${err.message.split('; received ')[0]}; received no output, so the default for loss '${loss}': ${describe(output)}${hint}`);
+      // The loss is what the caller chose: cross-entropy needs softmax, which one output cannot
+      // have (and a sigmoid output is refused with cross-entropy), so the advice is about the loss.
+      if (loss === 'cross-entropy' && layers[L] === 1)
+        throw new OptionError('loss', loss, '', `loss 'cross-entropy' needs a softmax output, which needs 2 outputs or more, and this network has 1 (layers ${JSON.stringify(layers)}); for one output use loss 'binary-cross-entropy' (a sigmoid output) or 'mse'; received ${describe(loss)}`);
+      throw new OptionError('output', output, '', `${err.message.split('; received ')[0]}; received no output, so the default for loss '${loss}': ${describe(output)}`);
     }
     throw err;
   }

@@ -90,8 +90,9 @@ export interface FitOptions {
   onStep?: ((progress: StepProgress) => unknown) | undefined;
   /** Write a checkpoint to this file after every epoch, every `checkpointEvery` steps, and when
    *  the fit is aborted (see checkpoint.ts). Written atomically. Checked before any work (a
-   *  directory, or a file whose directory is missing or read-only, is an OptionError); a write
-   *  that fails later (a full disk) is a CheckpointError with the file system's error as cause. */
+   *  directory or a name ending in '/', a file whose directory is missing or read-only, or a
+   *  write-protected file, is an OptionError); a write that fails later (a full disk) is a
+   *  CheckpointError with the file system's error as cause. */
   checkpoint?: string | undefined;
   /** Also write the checkpoint every N steps. */
   checkpointEvery?: number | undefined;

@@ -160,7 +160,7 @@ describe('usage errors: exit 2, the flag and the raw value quoted', () => {
     [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers='], /--hidden-layers must not be empty; for no hidden layer, say --hidden-layers none/],
     [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '100000000'], /--hidden-layers: a layer has at most 1048576 units; received "100000000"/],
     [[...base, '--epochs', '1000000000000'], /--epochs must be ≤ 10000000; received "1000000000000"/],
-    [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--loss', 'cross-entropy'], /--loss cross-entropy implies a softmax output, but the output must be sigmoid for a single output/],
+    [['train', '--data', 'data/tutorial-train.ndjson', '--hidden-layers', '4', '--loss', 'cross-entropy'], /--loss 'cross-entropy' needs a softmax output, which needs 2 outputs or more, and this network has 1 \(layers \[2,4,1\]\); for one output use loss 'binary-cross-entropy'/],
     [['init', '--layers', '2', '--out', 'x.json'], /--layers needs at least an input and an output size; received "2"/],
     [['init', '--layers', '2,3', '--output', 'softmax', '--loss', 'mse', '--out', 'x.json'], /--loss must be 'cross-entropy' when the output is softmax; received "mse"/],
     // An output that is also an input would destroy it; two outputs in one file would mix them.
@@ -177,6 +177,8 @@ describe('usage errors: exit 2, the flag and the raw value quoted', () => {
     [['predict', '--modle', 'm.json', '--data', 'x'], /^bptrain: unknown option --modle \(did you mean --model\?\)\n/],
     [['train', '--dat', 'f', '--hidden-layers', '4'], /^bptrain: unknown option --dat \(did you mean --data\?\)\n/],
     [['init', '--layer', '2,3,1', '--out', 'x.json'], /^bptrain: unknown option --layer \(did you mean --layers\?\)\n/],
+    // ... but a known option's camelCase spelling (which yargs accepts) is not unknown.
+    [['train', '--hiddenLayers', '3', '--epochs', '1'], /^bptrain: Missing required argument: data\n/],
     // Integers are decimal digits (Number() reads 0x10 as 16); one too large is quoted as typed.
     [[...base, '--epochs', '0x10'], /--epochs must be an integer in plain decimal digits; received "0x10"/],
     [[...base, '--batch', '1e1'], /--batch must be an integer in plain decimal digits; received "1e1"/],
@@ -505,14 +507,19 @@ describe('train --init: the model file decides its activations and normalisation
     expect(bptrain([...train, '--init', tanh, '--out', out]).code).toBe(0);
     expect(JSON.parse(readFileSync(out, 'utf8')).layers[0].activation).toBe('tanh');
   });
-  it('--normalize is refused for a model that has a normalisation (it is kept), and computed for one without', () => {
+  it('--normalize is refused for a model whose normalisation differs from the data\'s (it is kept), allowed where it is the same (in place again), and computed for a model without', () => {
     const normed = path.join(dir, 'init-normed.json');
     expect(bptrain([...train, '--hidden-layers', '3', '--normalize', 'standard', '--out', normed]).code).toBe(0);
+    const before = JSON.parse(readFileSync(normed, 'utf8')).normalization;
     const out = outFile('init-normed-again.json');
-    const r = bptrain([...train, '--init', normed, '--normalize', 'standard', '--out', out]);
+    const other = ['train', '--data', 'data/tutorial-test.ndjson', '--epochs', '1', '--quiet'];
+    const r = bptrain([...other, '--init', normed, '--normalize', 'standard', '--out', out]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`--normalize standard: the model from --init ${normed} has its own input normalisation, which is kept`);
+    expect(r.stderr).toContain(`--normalize standard: the model from --init ${normed} has its own input normalisation, and this data's differs`);
     expect(readFileSync(out, 'utf8')).toBe(SENTINEL);
+    // The same command again, in place: the same data gives the same normalisation.
+    expect(bptrain([...train, '--init', normed, '--normalize', 'standard', '--out', normed]).code).toBe(0);
+    expect(JSON.parse(readFileSync(normed, 'utf8')).normalization).toEqual(before);
     const kept = path.join(dir, 'init-normed-kept.json');
     expect(bptrain([...train, '--init', normed, '--out', kept]).code).toBe(0);
     expect(JSON.parse(readFileSync(kept, 'utf8')).normalization).toEqual(JSON.parse(readFileSync(normed, 'utf8')).normalization);

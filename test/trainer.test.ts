@@ -105,9 +105,10 @@ describe('options are validated before any work', () => {
   it("createModel says when the output at fault is the loss's default, and refuses a hidden activation with no hidden layer", () => {
     const err = (() => { try { return createModel({ layers: [2, 1], loss: 'cross-entropy' }); } catch (e) { return e; } })();
     expect(err).toBeInstanceOf(OptionError);
-    expect(err).toMatchObject({ option: 'output', received: 'softmax' });
+    // The advice is about the loss the caller gave (a sigmoid output would be refused with it too).
+    expect(err).toMatchObject({ option: 'loss', received: 'cross-entropy' });
     expect((err as Error).message).toBe(
-      `output must be sigmoid for a single output (softmax of one value is always 1); received no output, so the default for loss 'cross-entropy': "softmax" (string); for a single output, use loss 'binary-cross-entropy' (sigmoid) or 'mse'`);
+      `loss 'cross-entropy' needs a softmax output, which needs 2 outputs or more, and this network has 1 (layers [2,1]); for one output use loss 'binary-cross-entropy' (a sigmoid output) or 'mse'; received "cross-entropy" (string)`);
     // Given by the caller, it is the caller's value.
     expect(() => createModel({ layers: [2, 1], output: 'softmax' })).toThrow('output must be sigmoid for a single output (softmax of one value is always 1); received "softmax" (string)');
     for (const hidden of ['tanh', 'sigmoid'] as const) {
@@ -304,7 +305,7 @@ describe('options are validated before any work', () => {
     const missing = path.join(dir, 'no-such-dir', 'x.ckpt');
     const plainFile = path.join(dir, 'plain');
     writeFileSync(plainFile, '');
-    for (const [bad, why] of [[missing, `the directory ${path.dirname(missing)} does not exist`], [dir, `${dir} is a directory; give a file name`], [path.join(plainFile, 'x.ckpt'), `${plainFile} is not a directory`]]) {
+    for (const [bad, why] of [[missing, `the directory ${path.dirname(missing)} does not exist`], [dir, `${dir} is a directory; give a file name`], [path.join(plainFile, 'x.ckpt'), `${plainFile} is not a directory`], [`${path.join(dir, 'newdir')}/`, `${path.join(dir, 'newdir')}/ ends in '/', so it names a directory; give a file name`]]) {
       // Were the path found out only by the first checkpoint, this would train an epoch first.
       const err = await trainer.fit(data, { epochs: 3, checkpoint: bad, onStep }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(OptionError);
