@@ -199,7 +199,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('hidden-layers', { describe: "Hidden layer sizes only, e.g. 128,64 (input and output sizes from the data); 'none' for no hidden layer", requiresArg: true })
         // No yargs default: with --init, a --hidden given (even relu) is refused, one left out is not.
         .option('hidden', { describe: `Hidden activation: ${HIDDEN_ACTIVATIONS.join(', ')}`, defaultDescription: 'relu', requiresArg: true })
-        .option('output', { describe: `Output activation: ${OUTPUT_ACTIVATIONS.join(', ')}`, defaultDescription: 'softmax for classes, sigmoid for 0/1, linear for numbers', requiresArg: true })
+        .option('output', { describe: `Output activation: ${OUTPUT_ACTIVATIONS.join(', ')}`, defaultDescription: 'from --loss (mse: linear, binary-cross-entropy: sigmoid, cross-entropy: softmax), else softmax for classes, sigmoid for 0/1, linear for numbers', requiresArg: true })
         .option('loss', { describe: `Loss: ${LOSSES.join(', ')}`, defaultDescription: 'from the output', requiresArg: true })
         .option('optimizer', { describe: 'sgd or adam', default: 'sgd', requiresArg: true })
         .option('lr', { describe: 'Learning rate', defaultDescription: '0.01 (sgd), 0.001 (adam)', requiresArg: true })
@@ -209,12 +209,12 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('threads', { describe: "Worker threads, or 'auto' (1 for small networks)", default: 'auto', requiresArg: true })
         .option('seed', { describe: 'Seed of the initial weights, shuffles and validation split', default: '1', requiresArg: true })
         .option('shuffle', { type: 'boolean', default: true, describe: 'Shuffle every epoch (--no-shuffle to keep file order)' })
-        .option('init', { describe: "Start from this model file's weights and activations", requiresArg: true })
+        .option('init', { describe: "Start from this model file's weights, activations, loss, normalisation and input fields (so --hidden, --output and --loss are refused, and --normalize unless it gives the model's own)", requiresArg: true })
         .option('out', { describe: 'Write the trained model here (only when training completes)', requiresArg: true })
         .option('validation-split', { describe: 'Hold out this fraction of the data (seeded) for validation', requiresArg: true })
         .option('validation', { describe: 'Validation data file', requiresArg: true })
         .option('patience', { describe: 'Stop after N epochs without a better validation loss (training loss without validation data); keep the best weights', requiresArg: true })
-        .option('metrics', { describe: 'Write one JSON line per epoch to this file', requiresArg: true })
+        .option('metrics', { describe: 'Write one JSON line per epoch to this file (uncompressed: a .gz name is refused)', requiresArg: true })
         .option('normalize', { describe: "'standard': per-feature mean/std from the training data, stored in the model", requiresArg: true })
         .option('checkpoint', { describe: 'Write a checkpoint here after every epoch and on SIGINT/SIGTERM/SIGHUP', requiresArg: true })
         .option('checkpoint-every', { describe: 'Also checkpoint every N steps', requiresArg: true })
@@ -280,9 +280,9 @@ export function buildParser(argv: string[], io: Io): Argv {
       dataOptions(y)
         .option('model', { describe: 'Model file', demandOption: true, requiresArg: true })
         .option('data', { describe: 'Input data (.ndjson, .ndjson.gz, or - for stdin); targets are not needed', demandOption: true, requiresArg: true })
-        .option('out', { describe: 'Write predictions here instead of stdout (- is stdout)', requiresArg: true })
+        .option('out', { describe: 'Write predictions here instead of stdout (- is stdout; a .gz name is gzipped)', requiresArg: true })
         .option('threads', { describe: "Worker threads, or 'auto' (1 for small networks)", default: 'auto', requiresArg: true })
-        .example('$0 predict --model model.json --data data/tutorial-test.ndjson --out preds.ndjson', 'one {"prediction", "probabilities"} line per input line'),
+        .example('$0 predict --model model.json --data data/tutorial-test.ndjson --out preds.ndjson', 'one {"prediction", "probabilities" (or "outputs")} line per input line'),
       run((raw) => predictCommand({ model: inPath(raw, 'model')!, data: str(raw, 'data')!, out: outPath(raw, 'out', true), fields: fields(raw), threads: threads(raw) }, io)))
     .command('evaluate', 'Loss, accuracy, per-class precision/recall and confusion matrix on labelled data', (y) =>
       dataOptions(y)

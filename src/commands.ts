@@ -190,6 +190,8 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
   );
   if (a.data === '-' && a.validation === '-') throw new UsageError('--data and --validation cannot both be - (stdin)');
   const start = a.init !== undefined ? await loadModel(a.init) : undefined;
+  // Whether it was trained: `train` stores the targets' encoding, `init` none (set below for this run).
+  const startTrained = start?.target !== undefined;
   const outputsHint = start?.outputs ?? a.layers?.at(-1);
   const inputsHint = start?.inputs ?? a.layers?.[0];
   const fields = start !== undefined ? modelFields(start, a.fields) : a.fields;
@@ -244,6 +246,10 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     // The weights of a model that has a normalisation were trained on inputs scaled by it: scaled
     // by another mean and std, they would see other inputs. The same command run again in place
     // (--init m.json --out m.json, or its --resume) computes the same from the same data: fine.
+    // A model trained without one learnt from raw inputs: standardised ones would be other
+    // inputs to it as well.
+    if (start?.normalization === undefined && startTrained)
+      throw new UsageError(`--normalize ${a.normalize}: the model from --init ${a.init} was trained on inputs without normalisation, so its weights expect them raw; drop --normalize, or start from a model made with init`);
     if (start?.normalization === undefined) model.normalization = computed;
     else if (JSON.stringify(start.normalization) !== JSON.stringify(computed))
       throw new UsageError(`--normalize ${a.normalize}: the model from --init ${a.init} has its own input normalisation, and this data's differs (its weights were trained on inputs scaled by its own, which is kept); drop --normalize`);
@@ -322,7 +328,7 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     const session = a.resume === undefined ? ''
       : firstEpoch === undefined ? ` (none left to run after the checkpoint ${a.resume})`
       : ` (${firstEpoch === summary.epochs ? `epoch ${firstEpoch}` : `epochs ${firstEpoch}-${summary.epochs}`} in this run, resumed from ${a.resume})`;
-    const parts = [`trained ${describeNet(model)} for ${summary.epochs} epochs${session} in ${seconds.toFixed(2)}s ${speed}`];
+    const parts = [`trained ${describeNet(model)} for ${summary.epochs} epoch${summary.epochs === 1 ? '' : 's'}${session} in ${seconds.toFixed(2)}s ${speed}`];
     parts.push(`final loss ${last.loss.toFixed(4)}${last.accuracy !== undefined ? `, accuracy ${(100 * last.accuracy).toFixed(2)}%` : ''}`);
     if (last.valLoss !== undefined) parts.push(`validation loss ${last.valLoss.toFixed(4)}${last.valAccuracy !== undefined ? `, accuracy ${(100 * last.valAccuracy).toFixed(2)}%` : ''}`);
     if (history.stoppedEarly) parts.push(`stopped early; restored the weights of epoch ${history.bestEpoch}`);

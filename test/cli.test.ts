@@ -523,6 +523,12 @@ describe('train --init: the model file decides its activations and normalisation
     const kept = path.join(dir, 'init-normed-kept.json');
     expect(bptrain([...train, '--init', normed, '--out', kept]).code).toBe(0);
     expect(JSON.parse(readFileSync(kept, 'utf8')).normalization).toEqual(JSON.parse(readFileSync(normed, 'utf8')).normalization);
+    // A trained model without one learnt from raw inputs: standardised ones would be other inputs.
+    const raw = path.join(dir, 'init-raw-trained.json');
+    expect(bptrain([...train, '--hidden-layers', '3', '--out', raw]).code).toBe(0);
+    const r2 = bptrain([...train, '--init', raw, '--normalize', 'standard', '--out', out]);
+    expect(r2.code).toBe(2);
+    expect(r2.stderr).toContain(`--normalize standard: the model from --init ${raw} was trained on inputs without normalisation, so its weights expect them raw`);
     const plain = path.join(dir, 'init-plain.json');
     expect(bptrain(['init', '--layers', '2,3,1', '--out', plain, '--quiet']).code).toBe(0);
     const fresh = path.join(dir, 'init-plain-normed.json');
