@@ -162,9 +162,18 @@ export function writeError(file: string, err: unknown): Error {
 }
 
 /** Why the system's error `err` failed a write of `file`, in words (writeError's reason). */
+function isDirectory(dir: string): boolean {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 export function writeFailure(file: string, err: unknown): string {
   const code = (err as NodeJS.ErrnoException)?.code;
-  return code === 'ENOENT' ? `the directory ${path.dirname(file)} does not exist`
+  // ENOENT also comes from a directory that is there but takes no new files (/proc, as root).
+  return code === 'ENOENT' ? (isDirectory(path.dirname(file)) ? `files cannot be created in ${path.dirname(file)}` : `the directory ${path.dirname(file)} does not exist`)
     : code === 'EACCES' || code === 'EPERM' ? `no permission to write in ${path.dirname(file)}`
     : code === 'ENOSPC' ? 'no space left on the device'
     // The system's message names the temporary file, or the rename from it, not what went wrong.

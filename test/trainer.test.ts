@@ -320,6 +320,9 @@ describe('options are validated before any work', () => {
     expect(isBptrainError(full)).toBe(true);
     expect((full as Error).message).toBe('/dev/full: cannot write the checkpoint: no space left on the device');
     expect(((full as Error).cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    // /proc is a directory that takes no new files (ENOENT), even for root, whom the check lets by.
+    const proc = await trainer.fit(data, { epochs: 1, checkpoint: '/proc/x.ckpt' }).catch((e: unknown) => e);
+    expect((proc as Error).message).toMatch(/^checkpoint must be a file that can be written \(no permission to write in \/proc\)|^\/proc\/x\.ckpt: cannot write the checkpoint: files cannot be created in \/proc$/);
     await trainer.close();
     rmSync(dir, { recursive: true, force: true });
   });
