@@ -5,8 +5,8 @@
 // DIR_A and DIR_B are checkouts with their own `npm run build` done (dist/src/index.js), e.g. the
 // base of a change in a worktree: `git worktree add ../base <commit> && (cd ../base && npm ci &&
 // npm run build)`. Both builds train the same workload on the same data in one process, one
-// trainer per build and thread count, one-epoch fits taken in rounds, the order rotated from round
-// to round, so a change in the machine's load falls on every configuration alike; a full `npm run bench` of each build an hour
+// trainer per build and thread count, one-epoch fits taken in rounds, each round in a new seeded
+// random order, so a change in the machine's load falls on every configuration alike; a full `npm run bench` of each build an hour
 // apart cannot separate builds a few percent apart on a shared machine (see README, Performance).
 // Prints the median fit time per configuration, B ÷ A speed per thread count with the spread of
 // the per-round ratios, and each build's
@@ -17,7 +17,8 @@ import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DataBank, WORKLOADS, modelOptions, workload, type WorkloadId } from './workloads.js';
-import { FULL_SIZES, LR, plainInt } from './config.js';
+import { FULL_SIZES, LR, SEED, plainInt } from './config.js';
+import { Rng } from '../src/rng.js';
 import { median } from './measure.js';
 import type * as Lib from '../src/index.js';
 
@@ -74,11 +75,15 @@ async function main(): Promise<void> {
   });
   const data = libs.map((lib) => lib.toShared({ ...raw, x: Float64Array.from(raw.x), y: Float64Array.from(raw.y) }));
   try {
+    // Each round in a new order, so that no configuration always runs first nor always follows
+    // the same one (a rotation kept each after the same neighbour, whose after-effects, a warm
+    // or cold cache, a core just freed, then fell on it alone).
+    const rng = new Rng(SEED);
+    const order = configs.map((_, i) => i);
     for (let round = 0; round <= fits; round++) {
-      // The order rotates from round to round, so that no configuration always runs first (each
-      // still follows the same one, except in the round where it runs first).
-      for (let k = 0; k < configs.length; k++) {
-        const c = configs[(k + round) % configs.length];
+      rng.shuffle(order);
+      for (const i of order) {
+        const c = configs[i];
         const t0 = performance.now();
         await c.trainer.fit(data[c.build === 'A' ? 0 : 1], { epochs: 1, batchSize: w.batchSize, optimizer: 'sgd', lr: LR, shuffle: false });
         if (round > 0) c.times.push(performance.now() - t0); // round 0 warms up the JIT and the pools
@@ -90,7 +95,7 @@ async function main(): Promise<void> {
   const get = (build: 'A' | 'B', t: number): Config => configs.find((c) => c.build === build && c.threads === t)!;
   const rate = (c: Config): number => raw.size / (median(c.times) / 1000);
   const lines = [
-    `${w.id} (${w.layers.join('-')}, batch ${w.batchSize}, ${raw.size} samples per fit), ${fits} one-epoch fits per configuration in rotation; A = ${positionals[0]}, B = ${positionals[1]}`,
+    `${w.id} (${w.layers.join('-')}, batch ${w.batchSize}, ${raw.size} samples per fit), ${fits} one-epoch fits per configuration in rounds of shuffled order; A = ${positionals[0]}, B = ${positionals[1]}`,
     '',
     '| threads | A median ms | B median ms | A samples/s | B samples/s | B ÷ A speed | B ÷ A per round: middle half (all) | same bits |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
