@@ -209,7 +209,7 @@ export function buildParser(argv: string[], io: Io): Argv {
         .option('threads', { describe: "Worker threads, or 'auto' (1 for small networks)", default: 'auto', requiresArg: true })
         .option('seed', { describe: 'Seed of the initial weights, shuffles and validation split', default: '1', requiresArg: true })
         .option('shuffle', { type: 'boolean', default: true, describe: 'Shuffle every epoch (--no-shuffle to keep file order)' })
-        .option('init', { describe: "Start from this model file's weights, activations, loss, normalisation and input fields (so --hidden, --output and --loss are refused, and --normalize unless it gives the model's own)", requiresArg: true })
+        .option('init', { describe: "Start from this model file's weights, activations, loss, normalisation and input fields (so --hidden, --output and --loss are refused, and --normalize for a model whose normalisation differs from this data's, or one trained by bptrain train without one; a model from init takes this data's)", requiresArg: true })
         .option('out', { describe: 'Write the trained model here (only when training completes)', requiresArg: true })
         .option('validation-split', { describe: 'Hold out this fraction of the data (seeded) for validation', requiresArg: true })
         .option('validation', { describe: 'Validation data file', requiresArg: true })

@@ -247,12 +247,13 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     // by another mean and std, they would see other inputs. The same command run again in place
     // (--init m.json --out m.json, or its --resume) computes the same from the same data: fine.
     // A model trained without one learnt from raw inputs: standardised ones would be other
-    // inputs to it as well.
+    // inputs to it as well. Trained is told by the targets' encoding, which `train` stores and
+    // `init` does not; a model the library trained and saved without model.target looks untrained.
     if (start?.normalization === undefined && startTrained)
       throw new UsageError(`--normalize ${a.normalize}: the model from --init ${a.init} was trained on inputs without normalisation, so its weights expect them raw; drop --normalize, or start from a model made with init`);
     if (start?.normalization === undefined) model.normalization = computed;
     else if (JSON.stringify(start.normalization) !== JSON.stringify(computed))
-      throw new UsageError(`--normalize ${a.normalize}: the model from --init ${a.init} has its own input normalisation, and this data's differs (its weights were trained on inputs scaled by its own, which is kept); drop --normalize`);
+      throw new UsageError(`--normalize ${a.normalize}: the model from --init ${a.init} has its own input normalisation, and this data's differs (its weights were trained on inputs scaled by its own, which is kept); drop --normalize${a.validationSplit !== undefined ? ' (with --validation-split, the training part, and so its normalisation, depends on --seed and the fraction)' : ''}`);
   }
 
   const metrics = a.metrics !== undefined ? new MetricsLog(a.metrics, a.resume !== undefined) : null;

@@ -161,7 +161,6 @@ export function writeError(file: string, err: unknown): Error {
   return Object.assign(new Error(`cannot write ${file}: ${writeFailure(file, err)}`, { cause: err }), { code });
 }
 
-/** Why the system's error `err` failed a write of `file`, in words (writeError's reason). */
 function isDirectory(dir: string): boolean {
   try {
     return statSync(dir).isDirectory();
@@ -170,6 +169,7 @@ function isDirectory(dir: string): boolean {
   }
 }
 
+/** Why the system's error `err` failed a write of `file`, in words (writeError's reason). */
 export function writeFailure(file: string, err: unknown): string {
   const code = (err as NodeJS.ErrnoException)?.code;
   // ENOENT also comes from a directory that is there but takes no new files (/proc, as root).
