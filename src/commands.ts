@@ -2,7 +2,7 @@
 // (parsed by cli.ts) and returns normally or throws; cli.ts maps errors to messages and exit codes.
 // Nothing here reads process.argv or calls process.exit.
 
-import { createWriteStream, promises as fsp, realpathSync, statSync, accessSync, constants as fsc } from 'node:fs';
+import { createWriteStream, promises as fsp, realpathSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
@@ -20,7 +20,7 @@ import { DataError, OptionError } from './errors.js';
 import { CheckpointError } from './checkpoint.js';
 import { Rng } from './rng.js';
 import { makeProgress } from './progress.js';
-import { StdoutError, releaseTempPath, replaceWithTemp, tempPathFor, writeError, writeTarget } from './fsutil.js';
+import { StdoutError, releaseTempPath, replaceWithTemp, tempPathFor, unwritable, writeError, writeTarget } from './fsutil.js';
 import type { HiddenActivation, Loss, OutputActivation } from './layout.js';
 
 /** A bad flag, or flags that do not go together: reported with exit code 2. */
@@ -65,43 +65,17 @@ export function checkFiles(outputs: Record<string, string | undefined>, inputs: 
   const ins = Object.entries(inputs).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== '-');
   const allowed = (a: string, b: string): boolean => a === b || sameAllowed.some(([x, y]) => (x === a && y === b) || (x === b && y === a));
   outs.forEach(([flag, file], i) => {
-    let existing: ReturnType<typeof statSync> | undefined;
-    try {
-      existing = statSync(file);
-    } catch {
-      // not there yet
-    }
-    if (existing?.isDirectory()) throw new DataError(`${flag} ${file} is a directory; give a file name`);
     // A device or FIFO (/dev/null, /dev/stdout) is written in place; anything else through a
-    // temporary file beside its real path, whose directory must then exist and be writable.
-    const target = writeTarget(file);
-    if (!target.atomic) return;
-    for (const [other, f] of [...ins, ...outs.slice(0, i)]) {
-      if (real(file) === real(f) && !allowed(flag, other))
-        throw new UsageError(`${flag} ${file} is also ${other}: writing it would ${ins.some(([g]) => g === other) ? 'destroy the input' : 'mix two outputs in one file'}; give another file`);
-    }
-    const dir = path.dirname(path.resolve(target.path));
-    let isDir = false;
-    try {
-      isDir = statSync(dir).isDirectory();
-    } catch {
-      // reported below
-    }
-    if (!isDir) throw new DataError(`${flag} ${file}: the directory ${dir} does not exist`);
-    try {
-      accessSync(dir, fsc.W_OK);
-    } catch {
-      throw new DataError(`${flag} ${file}: no permission to write in ${dir}`);
-    }
-    // A write-protected file is not replaced behind its owner's back (cp and shell redirection
-    // refuse it too), although the rename that replaces it would be allowed.
-    if (existing !== undefined) {
-      try {
-        accessSync(target.path, fsc.W_OK);
-      } catch {
-        throw new DataError(`${flag} ${file} is write-protected; make it writable (chmod u+w) to replace it`);
+    // temporary file beside its real path (unwritable checks its directory).
+    const atomic = !file.endsWith('/') && writeTarget(file).atomic;
+    if (atomic) {
+      for (const [other, f] of [...ins, ...outs.slice(0, i)]) {
+        if (real(file) === real(f) && !allowed(flag, other))
+          throw new UsageError(`${flag} ${file} is also ${other}: writing it would ${ins.some(([g]) => g === other) ? 'destroy the input' : 'mix two outputs in one file'}; give another file`);
       }
     }
+    const why = unwritable(file);
+    if (why !== undefined) throw new DataError(why.aboutFile ? `${flag} ${file} ${why.reason}` : `${flag} ${file}: ${why.reason}`);
   });
 }
 

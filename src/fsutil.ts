@@ -191,15 +191,25 @@ export function writeFailure(file: string, err: unknown): string {
  * only after the work that fills it (a checkpoint, a model).
  */
 export function unwritableReason(file: string): string | undefined {
+  const why = unwritable(file);
+  return why === undefined ? undefined : why.aboutFile ? `${file} ${why.reason}` : why.reason;
+}
+
+/** unwritableReason's finding: `reason` completes a sentence about the file ("is a directory")
+ *  when `aboutFile`, and is one of its own otherwise ("the directory D does not exist"), so that
+ *  the CLI can put its flag in front of either (checkFiles). */
+export function unwritable(file: string): { reason: string; aboutFile: boolean } | undefined {
+  const about = (reason: string) => ({ reason, aboutFile: true });
+  const own = (reason: string) => ({ reason, aboutFile: false });
   // Whether or not a directory is there: the rename that writes the file would fail after the work.
-  if (file.endsWith('/')) return `${file} ends in '/', so it names a directory; give a file name`;
+  if (file.endsWith('/')) return about("ends in '/', so it names a directory; give a file name");
   let existing: ReturnType<typeof statSync> | undefined;
   try {
     existing = statSync(file);
   } catch {
     // not there yet
   }
-  if (existing?.isDirectory()) return `${file} is a directory; give a file name`;
+  if (existing?.isDirectory()) return about('is a directory; give a file name');
   const target = writeTarget(file);
   if (!target.atomic) return undefined;
   const dir = path.dirname(path.resolve(target.path));
@@ -209,18 +219,20 @@ export function unwritableReason(file: string): string | undefined {
   } catch {
     // reported below
   }
-  if (dirStat === undefined) return `the directory ${dir} does not exist`;
-  if (!dirStat.isDirectory()) return `${dir} is not a directory`;
+  if (dirStat === undefined) return own(`the directory ${dir} does not exist`);
+  if (!dirStat.isDirectory()) return own(`${dir} is not a directory`);
   try {
     accessSync(dir, fsc.W_OK);
   } catch {
-    return `no permission to write in ${dir}`;
+    return own(`no permission to write in ${dir}`);
   }
   if (existing !== undefined) {
     try {
       accessSync(target.path, fsc.W_OK);
     } catch {
-      return `${file} is write-protected; make it writable (chmod u+w) to replace it`;
+      // Not replaced behind its owner's back (cp and shell redirection refuse it too), although
+      // the rename that replaces it would be allowed.
+      return about('is write-protected; make it writable (chmod u+w) to replace it');
     }
   }
   return undefined;
