@@ -66,9 +66,9 @@ export function checkFiles(outputs: Record<string, string | undefined>, inputs: 
   const allowed = (a: string, b: string): boolean => a === b || sameAllowed.some(([x, y]) => (x === a && y === b) || (x === b && y === a));
   outs.forEach(([flag, file], i) => {
     // A device or FIFO (/dev/null, /dev/stdout) is written in place; anything else through a
-    // temporary file beside its real path (unwritable checks its directory).
-    const atomic = !file.endsWith('/') && writeTarget(file).atomic;
-    if (atomic) {
+    // temporary file beside its real path (unwritable checks its directory). A name ending in
+    // '/' never gets here: cli.ts's outPath refuses it as a usage error.
+    if (writeTarget(file).atomic) {
       for (const [other, f] of [...ins, ...outs.slice(0, i)]) {
         if (real(file) === real(f) && !allowed(flag, other))
           throw new UsageError(`${flag} ${file} is also ${other}: writing it would ${ins.some(([g]) => g === other) ? 'destroy the input' : 'mix two outputs in one file'}; give another file`);
@@ -216,7 +216,6 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     ({ train, validation } = splitDataset(train, a.validationSplit, order));
   }
   if (a.normalize === 'standard') {
-    const computed = computeNormalization(train.x, train.size, train.inputDim);
     // The weights of a model that has a normalisation were trained on inputs scaled by it: scaled
     // by another mean and std, they would see other inputs. The same command run again in place
     // (--init m.json --out m.json, or its --resume) computes the same from the same data: fine.
@@ -225,6 +224,7 @@ export async function trainCommand(a: TrainArgs, io: Io): Promise<void> {
     // `init` does not; a model the library trained and saved without model.target looks untrained.
     if (start?.normalization === undefined && startTrained)
       throw new UsageError(`--normalize ${a.normalize}: the model from --init ${a.init} was trained on inputs without normalisation, so its weights expect them raw; drop --normalize, or start from a model made with init`);
+    const computed = computeNormalization(train.x, train.size, train.inputDim);
     if (start?.normalization === undefined) model.normalization = computed;
     else if (JSON.stringify(start.normalization) !== JSON.stringify(computed))
       throw new UsageError(`--normalize ${a.normalize}: the model from --init ${a.init} has its own input normalisation, and this data's differs (its weights were trained on inputs scaled by its own, which is kept); drop --normalize${a.validationSplit !== undefined ? ' (with --validation-split, the training part, and so its normalisation, depends on --seed and the fraction)' : ''}`);
